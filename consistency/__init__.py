@@ -1,0 +1,1 @@
+"""Improved Consistency Training (iCT). Lands in a later issue."""

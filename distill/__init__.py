@@ -1,0 +1,1 @@
+"""Reflow/InstaFlow and dataset distillation (CDA). Methods land here in later issues."""

@@ -1,0 +1,88 @@
+"""Training checkpoints: ``OUT/checkpoints/step-00000100``, written atomically, oldest pruned.
+
+A checkpoint is accelerate's ``save_state`` directory (model weights as safetensors,
+optimizer, LR scheduler) plus ``ema.safetensors`` and ``trainer_state.json``. It is written
+to ``*.tmp`` and renamed only when complete, so a kill never leaves a half checkpoint that
+``--resume latest`` could pick. Nothing here unpickles custom objects: the EMA and the step
+are stored as safetensors and JSON, not through ``register_for_checkpointing``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from safetensors.torch import load_file, save_file
+
+from studio import StudioError
+
+PREFIX = "step-"
+STATE_FILE = "trainer_state.json"
+EMA_FILE = "ema.safetensors"
+
+
+def checkpoint_root(out_dir) -> Path:
+    return Path(out_dir) / "checkpoints"
+
+
+def list_checkpoints(out_dir) -> list[Path]:
+    """Complete checkpoints, oldest first."""
+    root = checkpoint_root(out_dir)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.name.startswith(PREFIX) and not p.name.endswith(".tmp")
+             and (p / STATE_FILE).is_file()]
+    return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
+
+
+def resolve_resume(out_dir, resume: str) -> Path | None:
+    """'' -> None; 'latest' -> newest complete checkpoint (None if there is none); else a path."""
+    if not resume:
+        return None
+    if resume == "latest":
+        ckpts = list_checkpoints(out_dir)
+        return ckpts[-1] if ckpts else None
+    path = Path(resume)
+    if not (path / STATE_FILE).is_file():
+        raise StudioError(f"--resume {resume}: not a complete checkpoint directory (no {STATE_FILE})")
+    return path
+
+
+def read_state(ckpt: Path) -> dict:
+    return json.loads((ckpt / STATE_FILE).read_text())
+
+
+def save_checkpoint(accelerator, out_dir, step: int, ema=None, limit: int = 3) -> Path:
+    """Collective: every process calls it. Returns the final checkpoint path."""
+    root = checkpoint_root(out_dir)
+    final = root / f"{PREFIX}{step:08d}"
+    tmp = root / (final.name + ".tmp")
+    if accelerator.is_main_process:
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        if ema is not None:
+            save_file(ema.state_dict(), str(tmp / EMA_FILE))
+        (tmp / STATE_FILE).write_text(json.dumps({"step": step, "num_processes": accelerator.num_processes}))
+        if final.exists():  # the same step saved again (e.g. SIGTERM right after a periodic save)
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        for old in list_checkpoints(out_dir)[:-limit] if limit > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def load_checkpoint(accelerator, ckpt: Path, ema=None) -> int:
+    """Restore models, optimizer and scheduler (accelerate), then EMA; returns the step."""
+    accelerator.load_state(str(ckpt))
+    if ema is not None:
+        if not (ckpt / EMA_FILE).is_file():
+            raise StudioError(f"checkpoint {ckpt} has no {EMA_FILE} but this run uses EMA; pass --ema-decay 0")
+        ema.load_state_dict(load_file(str(ckpt / EMA_FILE)))
+    return int(read_state(ckpt)["step"])

@@ -1,0 +1,66 @@
+"""The ``studio`` command line, generated from the config dataclasses."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from studio import StudioError
+from studio.configs import add_config_arguments, config_from_args
+
+
+def _commands():
+    # imported lazily so `studio --help` stays fast and nothing heavy loads at import
+    from studio.demo import DemoConfig, run_demo
+    from studio.sample_cmd import SampleConfig, run_sample
+    from studio.teacher import TeacherConfig, train_teacher
+
+    def fetch(_cfg):
+        from studio.data.fetch import fetch_fashion_mnist
+
+        print(f"Fashion-MNIST ready in {fetch_fashion_mnist()}")
+
+    return {
+        ("data", "fetch"): (None, fetch, "install or download the Fashion-MNIST IDX files"),
+        ("teacher", "train"): (TeacherConfig, train_teacher, "train the latent diffusion teacher (VAE, then UNet)"),
+        ("sample",): (SampleConfig, run_sample, "sample a grid of images from a pipeline"),
+        ("demo",): (DemoConfig, run_demo, "train the built-in teacher on a small CPU budget and sample each class"),
+    }
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="studio", description="Distillation studio")
+    groups = {}
+    top = parser.add_subparsers(dest="command", required=True)
+    commands = _commands()
+    for path, (cls, _fn, helptext) in commands.items():
+        if len(path) == 1:
+            sub = top.add_parser(path[0], help=helptext)
+        else:
+            if path[0] not in groups:
+                groups[path[0]] = top.add_parser(path[0], help=f"{path[0]} commands").add_subparsers(dest="subcommand", required=True)
+            sub = groups[path[0]].add_parser(path[1], help=helptext)
+        if cls is not None:
+            add_config_arguments(sub, cls)
+        sub.set_defaults(_path=path)
+    return parser, commands
+
+
+def main(argv=None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    parser, commands = build_parser()
+    ns = parser.parse_args(argv)
+    cls, fn, _ = commands[ns._path]
+    try:
+        result = fn(config_from_args(cls, ns) if cls is not None else None)
+    except StudioError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if result is not None and not isinstance(result, int):
+        print(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

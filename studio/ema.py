@@ -1,0 +1,67 @@
+"""Exponential moving average of every trained module's weights.
+
+theta_ema <- d theta_ema + (1 - d) theta, with the warm-up d_n = min(decay, (1 + n) / (10 + n))
+used by diffusers' ``EMAModel`` (``use_ema_warmup=False`` form), so early averages are not
+dominated by the random initialisation.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+
+
+class EMA:
+    def __init__(self, modules: dict[str, torch.nn.Module], decay: float):
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
+        self.decay = decay
+        self.num_updates = 0
+        self.shadow = {f"{name}.{k}": p.detach().clone().float()
+                       for name, m in modules.items() for k, p in m.named_parameters() if p.requires_grad}
+
+    def _params(self, modules):
+        for name, m in modules.items():
+            for k, p in m.named_parameters():
+                key = f"{name}.{k}"
+                if key in self.shadow:
+                    yield key, p
+
+    @torch.no_grad()
+    def update(self, modules: dict[str, torch.nn.Module]) -> None:
+        self.num_updates += 1
+        d = min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
+        for key, p in self._params(modules):
+            self.shadow[key].lerp_(p.detach().float(), 1.0 - d)
+
+    @torch.no_grad()
+    def copy_to(self, modules: dict[str, torch.nn.Module]) -> None:
+        for key, p in self._params(modules):
+            p.copy_(self.shadow[key].to(p.dtype))
+
+    @contextmanager
+    def swapped(self, modules: dict[str, torch.nn.Module]):
+        """Temporarily load the EMA weights (for sampling during training)."""
+        backup = {key: p.detach().clone() for key, p in self._params(modules)}
+        self.copy_to(modules)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for key, p in self._params(modules):
+                    p.copy_(backup[key])
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        state = {k: v.contiguous() for k, v in self.shadow.items()}
+        state["__num_updates__"] = torch.tensor(self.num_updates, dtype=torch.int64)
+        return state
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        state = dict(state)
+        self.num_updates = int(state.pop("__num_updates__"))
+        missing = set(self.shadow) - set(state)
+        if missing:
+            raise KeyError(f"EMA state lacks {len(missing)} parameters, e.g. {sorted(missing)[0]}")
+        for k in self.shadow:
+            self.shadow[k].copy_(state[k])

@@ -1,0 +1,36 @@
+"""What a method plugs into the shared loop: modules to train, data, a loss, an export.
+
+Methods never copy the loop (``studio.trainer.train``); they subclass :class:`Method`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from studio.randomness import StepRandom
+
+
+class Method:
+    """Base class. ``loss`` receives the *prepared* modules (DDP-wrapped under several processes)."""
+
+    name = "method"
+
+    def trainable(self) -> dict[str, torch.nn.Module]:
+        """Modules whose parameters the optimizer updates (and the EMA tracks)."""
+        raise NotImplementedError
+
+    def dataset(self):
+        """An object with ``__len__`` and ``batch(indices) -> dict``."""
+        raise NotImplementedError
+
+    def setup(self, device: torch.device) -> None:
+        """Move frozen helpers (e.g. a VAE or text encoder) to ``device``; called once before training."""
+
+    def loss(self, modules: dict[str, torch.nn.Module], batch: dict, rand: StepRandom):
+        """Return ``(loss, logs)``: a scalar tensor and a dict of floats for the tracker."""
+        raise NotImplementedError
+
+    def export(self, out_dir: Path, modules: dict[str, torch.nn.Module]) -> None:
+        """Write the trained artefact (with EMA weights already loaded when EMA is on)."""

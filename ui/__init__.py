@@ -1,0 +1,1 @@
+"""Gradio front end. Lands in a later issue."""
