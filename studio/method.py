@@ -32,5 +32,11 @@ class Method:
         """Return ``(loss, logs)``: a scalar tensor and a dict of floats for the tracker."""
         raise NotImplementedError
 
+    def on_step_start(self, step: int) -> None:
+        """Called before the micro-batches of optimizer step ``step`` (0-based); e.g. for curricula."""
+
+    def on_step_end(self, step: int, logs: dict) -> None:
+        """Called after the optimizer (and EMA) update of step ``step`` (0-based)."""
+
     def export(self, out_dir: Path, modules: dict[str, torch.nn.Module]) -> None:
         """Write the trained artefact (with EMA weights already loaded when EMA is on)."""

@@ -33,6 +33,17 @@ class TrainerConfig:
     progress: bool = field(default=True, metadata={"help": "tqdm progress bar on the main process"})
 
 
+def validate(cfg: TrainerConfig) -> None:
+    """One-line errors for settings the loop cannot run with."""
+    from studio import StudioError
+
+    for name in ("steps", "batch_size", "grad_accum", "checkpoint_every", "log_every"):
+        if getattr(cfg, name) < 1:
+            raise StudioError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
+    if cfg.lr <= 0 or cfg.max_grad_norm < 0 or not 0 <= cfg.ema_decay < 1:
+        raise StudioError("--lr must be > 0, --max-grad-norm >= 0 and --ema-decay in [0, 1)")
+
+
 def lr_factor(cfg: TrainerConfig, step: int) -> float:
     """Linear warm-up over ``warmup_steps``, then constant, cosine or linear decay to 0."""
     warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps > 0 else 1.0

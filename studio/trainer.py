@@ -26,7 +26,7 @@ from studio.distributed import use_cpu
 from studio.ema import EMA
 from studio.method import Method
 from studio.randomness import StepRandom, stream_seed
-from studio.train_config import TrainerConfig, lr_factor, resolve_mixed_precision
+from studio.train_config import TrainerConfig, lr_factor, resolve_mixed_precision, validate
 
 
 class NonFiniteLoss(StudioError):
@@ -80,9 +80,7 @@ def write_resolved_config(out_dir: Path, config) -> None:
 
 def train(method: Method, cfg: TrainerConfig, out_dir, accelerator: Accelerator | None = None) -> TrainResult:
     out_dir = Path(out_dir)
-    for name in ("steps", "batch_size", "grad_accum", "checkpoint_every", "log_every"):
-        if getattr(cfg, name) < 1:
-            raise StudioError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
+    validate(cfg)
     if accelerator is None:
         accelerator = Accelerator(cpu=use_cpu(), mixed_precision=resolve_mixed_precision(cfg.mixed_precision),
                                   log_with="tensorboard" if cfg.tracker == "tensorboard" else None,
@@ -121,6 +119,7 @@ def train(method: Method, cfg: TrainerConfig, out_dir, accelerator: Accelerator 
     step, interrupted = start, False
     with _SigtermFlag() as sigterm:
         while step < cfg.steps:
+            method.on_step_start(step)
             nonfinite = 0.0
             for micro in range(accum):
                 pos = ((step * accum + micro) * world + rank) * B
@@ -154,6 +153,7 @@ def train(method: Method, cfg: TrainerConfig, out_dir, accelerator: Accelerator 
             optimizer.zero_grad(set_to_none=True)
             if ema is not None:
                 ema.update(plain)
+            method.on_step_end(step, logs)
             step += 1
             bar.update(1)
             if step % cfg.log_every == 0 or step == cfg.steps:

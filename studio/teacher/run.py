@@ -21,6 +21,7 @@ from studio.presets import build_pipeline, preset, tokenizer_corpus
 from studio.teacher.config import TeacherConfig
 from studio.teacher.unet_stage import UNetStage
 from studio.teacher.vae_stage import VAEStage, latent_scaling_factor
+from studio.train_config import validate
 from studio.trainer import train, write_resolved_config
 
 
@@ -47,6 +48,11 @@ def _vae_stage(cfg: TeacherConfig, vae, data, out: Path, state: PartialState):
 
 def train_teacher(cfg: TeacherConfig) -> Path | None:
     """Run both stages; returns the pipeline directory, or None if interrupted by SIGTERM."""
+    if not cfg.init and cfg.vae_steps < 1:
+        raise StudioError(f"--vae-steps must be at least 1, got {cfg.vae_steps}")
+    if not 0.0 <= cfg.caption_dropout < 1.0:
+        raise StudioError(f"--caption-dropout must be in [0, 1), got {cfg.caption_dropout}")
+    validate(cfg.train)
     state = process_state()
     out = Path(cfg.out)
     res = preset(cfg.preset).resolution if not cfg.init else None
