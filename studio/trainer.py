@@ -87,8 +87,8 @@ def train(method: Method, cfg: TrainerConfig, out_dir, accelerator: Accelerator 
                                   project_dir=str(out_dir))
     device, world, rank = accelerator.device, accelerator.num_processes, accelerator.process_index
     method.setup(device)
-    names = list(method.trainable())
     raw = method.trainable()
+    names = list(raw)
     params = [p for m in raw.values() for p in m.parameters() if p.requires_grad]
     optimizer = _make_optimizer(cfg, params)
     # The LR is set from the step each iteration (stateless, so resume is exact). Not a prepared
@@ -141,7 +141,7 @@ def train(method: Method, cfg: TrainerConfig, out_dir, accelerator: Accelerator 
             if flags[0].item() > 0:
                 good = list_checkpoints(out_dir)
                 where = f"last good checkpoint {good[-1]}" if good else "no checkpoint was saved yet"
-                raise NonFiniteLoss(f"loss is {loss.item()} at step {step + 1}; stopped without saving "
+                raise NonFiniteLoss(f"non-finite loss (nan or inf) at step {step + 1}; stopped without saving "
                                     f"({where}); lower --lr or check the data")
             if cfg.max_grad_norm > 0:
                 grad_norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm)

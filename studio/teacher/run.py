@@ -55,16 +55,12 @@ def train_teacher(cfg: TeacherConfig) -> Path | None:
     validate(cfg.train)
     state = process_state()
     out = Path(cfg.out)
-    res = preset(cfg.preset).resolution if not cfg.init else None
-    data = load_dataset(cfg.dataset, data_dir=cfg.data_dir or None, resolution=res or 32, limit=cfg.limit or None)
+    pipe = load_pipeline(cfg.init) if cfg.init else None
+    res = pipe.unet.config.sample_size * pipe.vae_scale_factor if pipe else preset(cfg.preset).resolution
+    data = load_dataset(cfg.dataset, data_dir=cfg.data_dir or None, resolution=res, limit=cfg.limit or None)
     if state.is_main_process:
         write_resolved_config(out, cfg)
-    if cfg.init:
-        pipe = load_pipeline(cfg.init)
-        if data.images.shape[1] != pipe.unet.config.sample_size * pipe.vae_scale_factor:
-            raise StudioError(f"dataset resolution {data.images.shape[1]} does not match the pipeline's "
-                              f"{pipe.unet.config.sample_size * pipe.vae_scale_factor}")
-    else:
+    if pipe is None:
         corpus = tokenizer_corpus(data.class_names, sorted(set(data.captions)))
         pipe = build_pipeline(cfg.preset, corpus, seed=cfg.train.seed)
         vae = _vae_stage(cfg, pipe.vae, data, out, state)
