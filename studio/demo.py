@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from studio.backbone import load_pipeline
@@ -17,13 +17,12 @@ from studio.data import FASHION_MNIST_CLASSES, class_prompts
 from studio.images import make_grid, save_png
 from studio.sampling import generate
 from studio.teacher import TeacherConfig, train_teacher
-from studio.train_config import TrainerConfig
 
 
 def _demo_teacher() -> TeacherConfig:
-    return TeacherConfig(out="runs/demo/teacher", train=TrainerConfig(
-        steps=3000, batch_size=64, lr=1e-3, warmup_steps=100, lr_schedule="cosine", ema_decay=0.999,
-        checkpoint_every=250, log_every=25, resume="latest"))
+    """The teacher's defaults (the default CPU budget), resuming by default."""
+    base = TeacherConfig()
+    return replace(base, out="runs/demo/teacher", train=replace(base.train, resume="latest"))
 
 
 @dataclass

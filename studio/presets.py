@@ -32,12 +32,16 @@ class Preset:
 
 
 PRESETS = {
-    # 32x32 RGB images, 16x16x4 latents: about 0.8M UNet, 0.7M VAE, 50k text-encoder parameters.
+    # 32x32 RGB images, 16x16x4 latents: UNet 1.0M, VAE 0.66M, text encoder 38k parameters.
+    # Cross-attention sits at the 8x8 level (and the mid block): a class is a global property,
+    # and there it costs 64 query tokens instead of 256. Measured on 2 CPU cores: 0.25 s per
+    # batch-32 step, and a 3x larger right-vs-wrong-prompt loss gap after 600 steps than with
+    # SD's placement at the highest resolution after 2,000.
     "tiny": Preset(
         resolution=32,
         unet=dict(sample_size=16, in_channels=4, out_channels=4, layers_per_block=1,
-                  block_out_channels=(32, 64), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-                  up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
+                  block_out_channels=(32, 64), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                  up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32,
                   attention_head_dim=2, norm_num_groups=8),  # diffusers: "attention_head_dim" = heads here
         vae=dict(in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1,
                  block_out_channels=(32, 64), down_block_types=("DownEncoderBlock2D",) * 2,

@@ -8,8 +8,8 @@ from studio.train_config import TrainerConfig
 
 
 def _unet_defaults() -> TrainerConfig:
-    return TrainerConfig(steps=3000, batch_size=64, lr=1e-3, warmup_steps=100, lr_schedule="cosine",
-                         ema_decay=0.999, checkpoint_every=500, log_every=50)
+    return TrainerConfig(steps=2000, batch_size=32, lr=1e-3, warmup_steps=100, lr_schedule="cosine",
+                         ema_decay=0.999, checkpoint_every=250, log_every=50)
 
 
 @dataclass
@@ -23,8 +23,8 @@ class TeacherConfig:
     limit: int = field(default=0, metadata={"help": "use only the first N images (0: all)"})
     caption_dropout: float = 0.1
     train_text_encoder: bool = True
-    vae_steps: int = field(default=1500, metadata={"help": "stage 1 (VAE) optimizer steps"})
+    vae_steps: int = field(default=500, metadata={"help": "stage 1 (VAE) optimizer steps"})
     vae_lr: float = 1e-3
-    vae_batch_size: int = 64
+    vae_batch_size: int = 32
     kl_weight: float = 1e-6
     train: TrainerConfig = field(default_factory=_unet_defaults, metadata={"flatten": True})
