@@ -49,7 +49,7 @@ def load_pipeline(source: str | os.PathLike, dtype="float32", device: str | torc
         kwargs.update(safety_checker=None, requires_safety_checker=False)
     try:
         pipe = pipeline_cls.from_pretrained(str(local) if looks_local else source, **kwargs)
-    except (OSError, ValueError, EnvironmentError) as e:
+    except (OSError, ValueError) as e:
         where = "directory" if looks_local else "hub id (needs network or a filled hub cache)"
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise StudioError(f"cannot load pipeline from {where} {source}: {first}") from None
