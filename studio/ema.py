@@ -7,8 +7,6 @@ dominated by the random initialisation.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import torch
 
 
@@ -39,18 +37,6 @@ class EMA:
     def copy_to(self, modules: dict[str, torch.nn.Module]) -> None:
         for key, p in self._params(modules):
             p.copy_(self.shadow[key].to(p.dtype))
-
-    @contextmanager
-    def swapped(self, modules: dict[str, torch.nn.Module]):
-        """Temporarily load the EMA weights (for sampling during training)."""
-        backup = {key: p.detach().clone() for key, p in self._params(modules)}
-        self.copy_to(modules)
-        try:
-            yield
-        finally:
-            with torch.no_grad():
-                for key, p in self._params(modules):
-                    p.copy_(backup[key])
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         state = {k: v.contiguous() for k, v in self.shadow.items()}

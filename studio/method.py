@@ -1,11 +1,9 @@
-"""What a method plugs into the shared loop: modules to train, data, a loss, an export.
+"""What a method plugs into the shared loop: modules to train, data, a loss, hooks.
 
 Methods never copy the loop (``studio.trainer.train``); they subclass :class:`Method`.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import torch
 
@@ -37,6 +35,3 @@ class Method:
 
     def on_step_end(self, step: int, logs: dict) -> None:
         """Called after the optimizer (and EMA) update of step ``step`` (0-based)."""
-
-    def export(self, out_dir: Path, modules: dict[str, torch.nn.Module]) -> None:
-        """Write the trained artefact (with EMA weights already loaded when EMA is on)."""

@@ -38,7 +38,6 @@ class TrainResult:
     step: int
     interrupted: bool
     modules: dict  # unwrapped trained modules (EMA weights loaded if EMA is on and the run finished)
-    accelerator: Accelerator
 
 
 def _to_device(batch: dict, device) -> dict:
@@ -78,13 +77,12 @@ def write_resolved_config(out_dir: Path, config) -> None:
     tmp.replace(out_dir / "config.json")
 
 
-def train(method: Method, cfg: TrainerConfig, out_dir, accelerator: Accelerator | None = None) -> TrainResult:
+def train(method: Method, cfg: TrainerConfig, out_dir) -> TrainResult:
     out_dir = Path(out_dir)
     validate(cfg)
-    if accelerator is None:
-        accelerator = Accelerator(cpu=use_cpu(), mixed_precision=resolve_mixed_precision(cfg.mixed_precision),
-                                  log_with="tensorboard" if cfg.tracker == "tensorboard" else None,
-                                  project_dir=str(out_dir))
+    accelerator = Accelerator(cpu=use_cpu(), mixed_precision=resolve_mixed_precision(cfg.mixed_precision),
+                              log_with="tensorboard" if cfg.tracker == "tensorboard" else None,
+                              project_dir=str(out_dir))
     device, world, rank = accelerator.device, accelerator.num_processes, accelerator.process_index
     method.setup(device)
     raw = method.trainable()
@@ -176,4 +174,4 @@ def train(method: Method, cfg: TrainerConfig, out_dir, accelerator: Accelerator 
         tracker.finish()
     if ema is not None and not interrupted:
         ema.copy_to(plain)
-    return TrainResult(step, interrupted, plain, accelerator)
+    return TrainResult(step, interrupted, plain)

@@ -27,8 +27,11 @@ def test_studio_sampler_equals_plain_diffusers(tiny_pipeline_dir):
 
 
 def test_image_k_independent_of_batch_size(tiny_pipeline):
+    seen = []
     a = generate(tiny_pipeline, PROMPTS, steps=3, guidance=3.0, seed=7, batch_size=3)
-    b = generate(tiny_pipeline, PROMPTS, steps=3, guidance=3.0, seed=7, batch_size=1)
+    b = generate(tiny_pipeline, PROMPTS, steps=3, guidance=3.0, seed=7, batch_size=1,
+                 callback=lambda done, total: seen.append((done, total)))
+    assert seen[-1] == (9, 9) and len(seen) == 9 and [d for d, _ in seen] == sorted(d for d, _ in seen)
     np.testing.assert_allclose(a, b, atol=1e-5)
     assert not np.allclose(a[0], a[1])
 
