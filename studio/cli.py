@@ -13,6 +13,7 @@ from studio.configs import add_config_arguments, config_from_args
 def _commands():
     # imported lazily so `studio --help` stays fast and nothing heavy loads at import
     from studio.demo import DemoConfig, run_demo
+    from studio.fid.run import FIDConfig, FIDStatsConfig, compute_fid, compute_stats
     from studio.sample_cmd import SampleConfig, run_sample
     from studio.teacher import TeacherConfig, train_teacher
 
@@ -26,6 +27,8 @@ def _commands():
         ("teacher", "train"): (TeacherConfig, train_teacher, "train the latent diffusion teacher (VAE, then UNet)"),
         ("sample",): (SampleConfig, run_sample, "sample a grid of images from a pipeline"),
         ("demo",): (DemoConfig, run_demo, "train the built-in teacher on a small CPU budget and sample each class"),
+        ("fid",): (FIDConfig, compute_fid, "FID between two specs (folder, dataset split, pipeline, .npz)"),
+        ("fid-stats",): (FIDStatsConfig, compute_stats, "Inception statistics of a spec, as .npz"),
     }
 
 
@@ -57,7 +60,7 @@ def main(argv=None) -> int:
     except StudioError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if result is not None and not isinstance(result, int):
+    if result is not None and not isinstance(result, (int, dict)):
         print(result)
     return 0
 

