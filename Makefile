@@ -28,3 +28,4 @@ test: data
 bench: data
 	$(PY) benchmarks/trainer_overhead.py
 	$(PY) benchmarks/teacher_budget.py
+	$(PY) benchmarks/fid_speed.py

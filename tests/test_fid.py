@@ -81,3 +81,32 @@ def test_mixed_sizes_unreadable_files_and_too_few_images(tmp_path):
     one = _folder(tmp_path / "one", 1, 0, 255)
     with pytest.raises(StudioError, match="at least 2 images"):
         compute_fid(FIDConfig(str(one), str(mixed), opts=_opts()))
+
+
+def test_dataset_split_and_pipeline_specs(fake_fmnist, tiny_pipeline_dir, tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = compute_fid(FIDConfig("fashion-mnist:test", str(tiny_pipeline_dir),
+                                  opts=FIDOptions(num=6, cache=False, data_dir=str(fake_fmnist), steps=2)))
+    assert r["n_real"] == 6 and r["n_fake"] == 6 and np.isfinite(r["fid"])
+
+
+def test_pil_bicubic_protocol_feeds_299_pixels_unchanged():
+    """clean-fid style: PIL resizes to 299, and the network's own resize is then the identity."""
+    from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
+
+    from studio.fid.extractor import pil_bicubic_299, to_uint8_rgb
+
+    x = to_uint8_rgb(np.random.default_rng(0).random((2, 32, 32, 1)))
+    assert x.shape == (2, 3, 32, 32) and x.dtype == torch.uint8
+    big = pil_bicubic_299(x).float()
+    assert big.shape == (2, 3, 299, 299)
+    assert torch.equal(interpolate_bilinear_2d_like_tensorflow1x(big, size=(299, 299), align_corners=False), big)
+
+
+def test_uint8_conversion_rounds():
+    from studio.fid.extractor import to_uint8_rgb
+
+    x = to_uint8_rgb(np.full((1, 2, 2, 3), 0.999 / 255 * 254.6, dtype=np.float32))
+    assert int(x[0, 0, 0, 0]) == 254  # 254.35 rounds down
+    assert int(to_uint8_rgb(np.full((1, 2, 2, 3), 254.6 / 255, dtype=np.float32))[0, 0, 0, 0]) == 255  # truncation: 254

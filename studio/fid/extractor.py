@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from studio import StudioError
-from studio.fid.inception import FIDInceptionV3, resolve_weights, weights_hash
+from studio.fid.inception import FIDInceptionV3, fold_batchnorm, resolve_weights, weights_hash
 
 RESIZES = ("tf-bilinear", "pil-bicubic")
 SIZE = 299
@@ -53,11 +53,15 @@ class FeatureExtractor:
         self.weights_hash = weights_hash(state)
         self.resize = resize
         self.device = torch.device(device)
-        self.net = FIDInceptionV3(state, antialias=False).to(self.device)
+        # BN folded into the convs and channels-last weights: 1.6x faster on a 2-core CPU at the
+        # same fp32 values (benchmarks/fid_speed.py); the result records it.
+        net = fold_batchnorm(FIDInceptionV3(state, antialias=False))
+        self.net = net.to(self.device, memory_format=torch.channels_last)
 
     @property
     def protocol(self) -> dict:
-        return {"network": "inception-v3-compat pool3 (2048)", "resize": self.resize, "antialias": False,
+        return {"network": "inception-v3-compat pool3 (2048), BN folded, fp32", "resize": self.resize,
+                "antialias": False,
                 "uint8": "round", "weights": self.weights_source, "weights_sha256_16": self.weights_hash}
 
     @torch.no_grad()

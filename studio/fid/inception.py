@@ -152,3 +152,20 @@ class FIDInceptionV3(_base()):
             state_dict = self._studio_state
         self._studio_state = None
         return super().load_state_dict(state_dict, *args, **kwargs)
+
+
+@torch.no_grad()
+def fold_batchnorm(net: torch.nn.Module) -> torch.nn.Module:
+    """Fold every eval-mode BN into the conv before it, in place: w' = w g / sqrt(v + eps),
+    b' = beta - m g / sqrt(v + eps). The same affine map in fp32 with one op fewer per layer
+    (features change by round-off only, about 1e-5 absolute)."""
+    for block in net.modules():
+        conv, bn = getattr(block, "conv", None), getattr(block, "bn", None)
+        if isinstance(conv, torch.nn.Conv2d) and isinstance(bn, torch.nn.BatchNorm2d):
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            conv.weight.mul_(scale.view(-1, 1, 1, 1))
+            bias = bn.bias - bn.running_mean * scale
+            conv.bias = torch.nn.Parameter(bias if conv.bias is None else conv.bias * scale + bias,
+                                           requires_grad=False)
+            block.bn = torch.nn.Identity()
+    return net
