@@ -53,7 +53,7 @@ class FeatureExtractor:
         self.weights_hash = weights_hash(state)
         self.resize = resize
         self.device = torch.device(device)
-        # BN folded into the convs and channels-last weights: 1.6x faster on a 2-core CPU at the
+        # BN folded into the convs and channels-last weights: about 1.6x faster on a 2-core CPU at the
         # same fp32 values (benchmarks/fid_speed.py); the result records it.
         net = fold_batchnorm(FIDInceptionV3(state, antialias=False))
         self.net = net.to(self.device, memory_format=torch.channels_last)

@@ -12,6 +12,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from studio import StudioError
+from studio.backbone import is_pipeline_dir
 from studio.data import FASHION_MNIST_CLASSES, class_prompts, read_prompt_file
 from studio.fid.extractor import RESIZES, FeatureExtractor
 from studio.fid.frechet import frechet_distance
@@ -88,8 +89,7 @@ def _open_pair(specs: list[str], opts: FIDOptions) -> list[Source]:
     gen = {"steps": opts.steps, "guidance": opts.guidance, "seed": opts.seed, "solver": opts.solver,
            "device": opts.device}
     data_dir = opts.data_dir or None
-    first = [None if Path(s).joinpath("model_index.json").is_file() else open_source(s, opts.num, data_dir)
-             for s in specs]
+    first = [None if is_pipeline_dir(s) else open_source(s, opts.num, data_dir) for s in specs]
     labelled = next((s for s in first if s is not None and s.class_names), None)
     return [s if s is not None else open_source(spec, opts.num, data_dir, _prompts(opts, labelled), gen)
             for s, spec in zip(first, specs)]
