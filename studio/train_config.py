@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+from studio import StudioError
+
 
 @dataclass
 class TrainerConfig:
@@ -35,8 +37,6 @@ class TrainerConfig:
 
 def validate(cfg: TrainerConfig) -> None:
     """One-line errors for settings the loop cannot run with."""
-    from studio import StudioError
-
     for name in ("steps", "batch_size", "grad_accum", "checkpoint_every", "log_every"):
         if getattr(cfg, name) < 1:
             raise StudioError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")

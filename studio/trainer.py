@@ -157,7 +157,7 @@ def train(method: Method, cfg: TrainerConfig, out_dir) -> TrainResult:
             if step % cfg.log_every == 0 or step == cfg.steps:
                 logs = {"loss": float(loss.detach()), "lr": lr, **logs}
                 bar.set_postfix(loss=f"{logs['loss']:.4f}")
-                if bar.disable and accelerator.is_main_process and cfg.log_every > 0:
+                if bar.disable and accelerator.is_main_process:
                     print(f"{method.name} step {step}/{cfg.steps} loss {logs['loss']:.4f}", flush=True)
                 if cfg.tracker == "tensorboard":
                     accelerator.log(logs, step=step)

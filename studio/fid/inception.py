@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import tempfile
 from pathlib import Path
 
 import torch
@@ -130,19 +131,18 @@ def _base():
 class FIDInceptionV3(_base()):
     """torchmetrics' ``NoTrainInceptionV3`` with weights from a state dict, never from a pickle path.
 
-    torch-fidelity's constructor insists on loading a file; it is handed a tiny empty state dict
-    that this class writes itself, and the real weights are loaded from ``state`` instead.
+    torch-fidelity's constructor insists on unpickling a file; it is handed an empty state dict
+    that this class has just written to a private temporary folder, and the real weights are
+    loaded from ``state`` instead.
     ``state=None`` keeps random weights (used only to read key names and shapes).
     """
 
     def __init__(self, state: dict[str, torch.Tensor] | None, antialias: bool = False, dims: int = 2048):
         self._studio_state = state
-        empty = cache_dir() / "empty-state.pt"
-        if not empty.is_file():
-            empty.parent.mkdir(parents=True, exist_ok=True)
-            torch.save({}, empty.with_suffix(".tmp"))
-            os.replace(empty.with_suffix(".tmp"), empty)
-        super().__init__("inception-v3-compat", [str(dims)], str(empty), antialias=antialias)
+        with tempfile.TemporaryDirectory() as tmp:  # a fresh placeholder: nothing else can be unpickled
+            empty = Path(tmp) / "empty-state.pt"
+            torch.save({}, empty)
+            super().__init__("inception-v3-compat", [str(dims)], str(empty), antialias=antialias)
         self.num_features = dims
 
     def load_state_dict(self, state_dict, *args, **kwargs):

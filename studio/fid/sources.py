@@ -70,8 +70,10 @@ def _folder(spec: str, num: int) -> Source:
 
 def _dataset(spec: str, num: int, data_dir) -> Source:
     from studio.data import load_dataset
+    from studio.data.fashion_mnist import find_data_dir
 
     ds = load_dataset(spec, data_dir=data_dir, limit=num or None)
+    root = find_data_dir(data_dir).resolve()  # the same split from other files must not share a cache entry
     images = ds.images
 
     def batches(size: int):
@@ -79,7 +81,7 @@ def _dataset(spec: str, num: int, data_dir) -> Source:
             yield images[lo:lo + size]
 
     return Source(spec, "images", count=len(images), class_names=tuple(ds.class_names), batches=batches,
-                  cache_key=f"dataset:{spec}:{len(images)}")
+                  cache_key=f"dataset:{spec}:{root}:{len(images)}")
 
 
 def _pipeline(spec: str, num: int, prompts: list[str], gen: dict) -> Source:
