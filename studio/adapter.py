@@ -7,8 +7,9 @@ does not rescale time; each method states its own convention at the top of its f
 Prediction types (``prediction_type``):
 - ``epsilon``: the noise, x_t = alpha_t x0 + sigma_t eps (DDPM, Ho et al. 2020, eq. 4);
 - ``v_prediction``: v = alpha_t eps - sigma_t x0 (Salimans & Ho 2022, sec. 4);
-- ``flow``: the velocity x1 - x0 of x_t = t x1 + (1-t) x0, x0 noise, x1 data
-  (Rectified Flow, Liu et al. 2022, eq. 1; InstaFlow's convention).
+- ``flow_prediction``: diffusers' flow-matching output noise - data, i.e. minus the velocity
+  v = x1 - x0 of x_t = t x1 + (1-t) x0 (x0 noise, x1 data; Rectified Flow, Liu et al. 2022,
+  eq. 1). ``studio.flow`` holds that convention and its conversion.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-PREDICTION_TYPES = ("epsilon", "v_prediction", "flow")
+PREDICTION_TYPES = ("epsilon", "v_prediction", "flow_prediction")
 
 
 def classifier_free_guidance(uncond: torch.Tensor, cond: torch.Tensor, scale: float) -> torch.Tensor:
@@ -58,12 +59,12 @@ def predict_x0(pred: torch.Tensor, x: torch.Tensor, prediction_type: str, alpha=
     """The clean-sample estimate implied by a prediction.
 
     epsilon: x0 = (x - sigma eps) / alpha; v: x0 = alpha x - sigma v (alpha^2 + sigma^2 = 1);
-    flow: data x1 = x_t + (1 - t) v, since x_t = t x1 + (1 - t) x0 and v = x1 - x0.
+    flow_prediction: data x1 = x_t - (1 - t) u with u = noise - data, since x_t = t x1 + (1 - t) x0.
     """
     if prediction_type == "epsilon":
         return (x - sigma * pred) / alpha
     if prediction_type == "v_prediction":
         return alpha * x - sigma * pred
-    if prediction_type == "flow":
-        return x + (1 - t) * pred
+    if prediction_type == "flow_prediction":
+        return x - (1 - t) * pred
     raise ValueError(f"unknown prediction_type {prediction_type!r}")

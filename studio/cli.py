@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from importlib.metadata import entry_points
 
 from studio import StudioError
 from studio.configs import add_config_arguments, config_from_args
@@ -22,7 +23,7 @@ def _commands():
 
         print(f"Fashion-MNIST ready in {fetch_fashion_mnist()}")
 
-    return {
+    builtin = {
         ("data", "fetch"): (None, fetch, "install or download the Fashion-MNIST IDX files"),
         ("teacher", "train"): (TeacherConfig, train_teacher, "train the latent diffusion teacher (VAE, then UNet)"),
         ("sample",): (SampleConfig, run_sample, "sample a grid of images from a pipeline"),
@@ -30,6 +31,16 @@ def _commands():
         ("fid",): (FIDConfig, compute_fid, "FID between two specs (folder, dataset split, pipeline, .npz)"),
         ("fid-stats",): (FIDStatsConfig, compute_stats, "Inception statistics of a spec, as .npz"),
     }
+    return {**builtin, **_method_commands()}
+
+
+def _method_commands() -> dict:
+    """Commands of the method packages, found through the ``studio.commands`` entry point group
+    (declared in pyproject.toml), so the core never imports a method."""
+    found = {}
+    for ep in sorted(entry_points(group="studio.commands"), key=lambda e: e.name):
+        found.update(ep.load()())
+    return found
 
 
 def build_parser():

@@ -2,7 +2,9 @@
 
 It follows diffusers' ``StableDiffusionPipeline.__call__`` step for step (initial noise
 times ``init_noise_sigma``, ``scale_model_input``, guidance over [uncond, cond], ``step``,
-VAE decode), so a saved pipeline gives the same images in plain diffusers. Differences that
+VAE decode), so a saved pipeline gives the same images in plain diffusers. Flow pipelines
+(2-rectified flows and one-step students, see ``studio.flow``) use the studio's Euler sampler,
+which their saved scheduler reproduces in plain diffusers. Differences that
 matter to a server: every call builds a fresh scheduler from the config (shared pipeline
 state is never mutated, so concurrent requests are safe), and image k always uses the
 generator seeded ``seed + k``, so it is identical at any batch size.
@@ -20,6 +22,7 @@ from tqdm.auto import tqdm
 
 from studio import StudioError
 from studio.adapter import Denoiser
+from studio.flow import euler, is_flow, time_grid, velocity
 from studio.prompting import encode_prompts
 
 SOLVERS = {
@@ -44,38 +47,77 @@ def initial_noise(shape_per_image, seeds: list[int], device, dtype) -> torch.Ten
                                   dtype=dtype) for s in seeds]).to(device)
 
 
-@torch.no_grad()
-def generate(pipe, prompts: list[str], steps: int = 25, guidance: float = 5.0, seed: int = 0,
-             solver: str = "", batch_size: int = 16, progress: bool = False,
-             callback: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """Images for ``prompts`` as float32 (N, H, W, 3) in [0, 1]; image k uses seed ``seed + k``."""
+def _check(steps: int, prompts) -> None:
     if steps < 1:
         raise StudioError(f"steps must be at least 1, got {steps}")
     if not prompts:
         raise StudioError("no prompts to sample")
+
+
+@torch.no_grad()
+def sample_latents(pipe, prompts: list[str], steps: int, guidance: float, seeds: list[int], solver: str = "",
+                   on_step: Callable[[], None] | None = None) -> torch.Tensor:
+    """Final latents for one batch; image k starts from the noise of ``seeds[k]``.
+
+    A flow pipeline (``studio.flow``) is integrated with the studio's Euler sampler; any other
+    pipeline with its own (or the named) diffusers scheduler.
+    """
+    _check(steps, prompts)
     device, dtype = pipe.unet.device, pipe.unet.dtype
     cfg = guidance > 1.0  # diffusers applies guidance only for guidance_scale > 1
     denoiser = Denoiser(pipe.unet, pipe.scheduler.config.get("prediction_type", "epsilon"))
     latent_shape = (pipe.unet.config.in_channels, pipe.unet.config.sample_size, pipe.unet.config.sample_size)
-    out = []
+    cond = encode_prompts(pipe.tokenizer, pipe.text_encoder, prompts, device).to(dtype)
+    uncond = encode_prompts(pipe.tokenizer, pipe.text_encoder, [""] * len(prompts), device).to(dtype) if cfg else None
+    scale = guidance if cfg else 1.0
+    if is_flow(pipe.scheduler.config):
+        if solver not in ("", "euler"):
+            raise StudioError(f"{solver!r} does not apply to a flow pipeline; it samples with Euler (--solver euler)")
+
+        def v(x, timestep):
+            if on_step is not None:
+                on_step()
+            return velocity(denoiser.guided(x, timestep, cond, uncond, scale))
+
+        return euler(v, initial_noise(latent_shape, seeds, device, dtype), time_grid(steps))
+    scheduler = make_scheduler(pipe, solver)
+    scheduler.set_timesteps(steps, device=device)
+    latents = initial_noise(latent_shape, seeds, device, dtype) * scheduler.init_noise_sigma
+    for t in scheduler.timesteps:
+        x_in = scheduler.scale_model_input(latents, t)
+        pred = denoiser.guided(x_in, t, cond, uncond, scale)
+        latents = scheduler.step(pred, t, latents, return_dict=False)[0]
+        if on_step is not None:
+            on_step()
+    return latents
+
+
+@torch.no_grad()
+def decode(pipe, latents: torch.Tensor) -> np.ndarray:
+    """VAE-decode latents to float32 (N, H, W, 3) images in [0, 1], as diffusers does."""
+    images = pipe.vae.decode(latents / pipe.vae.config.scaling_factor, return_dict=False)[0]
+    return (images.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def generate(pipe, prompts: list[str], steps: int = 25, guidance: float = 5.0, seed: int = 0,
+             solver: str = "", batch_size: int = 16, progress: bool = False,
+             callback: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Images for ``prompts`` as float32 (N, H, W, 3) in [0, 1]; image k uses seed ``seed + k``."""
+    _check(steps, prompts)
+    out, done = [], 0
     total = len(prompts) * steps
     bar = tqdm(total=total, disable=not progress, desc="sampling")
     for lo in range(0, len(prompts), batch_size):
         chunk = prompts[lo:lo + batch_size]
-        cond = encode_prompts(pipe.tokenizer, pipe.text_encoder, chunk, device).to(dtype)
-        uncond = encode_prompts(pipe.tokenizer, pipe.text_encoder, [""] * len(chunk), device).to(dtype) if cfg else None
-        scheduler = make_scheduler(pipe, solver)
-        scheduler.set_timesteps(steps, device=device)
-        seeds = list(range(seed + lo, seed + lo + len(chunk)))
-        latents = initial_noise(latent_shape, seeds, device, dtype) * scheduler.init_noise_sigma
-        for i, t in enumerate(scheduler.timesteps):
-            x_in = scheduler.scale_model_input(latents, t)
-            pred = denoiser.guided(x_in, t, cond, uncond, guidance if cfg else 1.0)
-            latents = scheduler.step(pred, t, latents, return_dict=False)[0]
-            bar.update(len(chunk))
+
+        def on_step(n=len(chunk)):
+            nonlocal done
+            done += n
+            bar.update(n)
             if callback is not None:
-                callback(lo * steps + (i + 1) * len(chunk), total)
-        images = pipe.vae.decode(latents / pipe.vae.config.scaling_factor, return_dict=False)[0]
-        out.append((images.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy())
+                callback(done, total)
+
+        seeds = list(range(seed + lo, seed + lo + len(chunk)))
+        out.append(decode(pipe, sample_latents(pipe, chunk, steps, guidance, seeds, solver, on_step)))
     bar.close()
     return np.concatenate(out)

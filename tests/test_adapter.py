@@ -41,4 +41,4 @@ def test_predict_x0_inverts_each_parameterisation():
     assert torch.allclose(predict_x0(v, x_t, "v_prediction", alpha, sigma), x0, atol=1e-6)
     noise, data, t = torch.randn(4), torch.randn(4), 0.3
     x_t = t * data + (1 - t) * noise
-    assert torch.allclose(predict_x0(data - noise, x_t, "flow", t=t), data, atol=1e-6)
+    assert torch.allclose(predict_x0(noise - data, x_t, "flow_prediction", t=t), data, atol=1e-6)

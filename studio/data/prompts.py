@@ -26,3 +26,16 @@ def read_prompt_file(path) -> list[str]:
 def class_prompts(class_names: list[str]) -> list[str]:
     """The canonical prompt per class: "a photo of a dress", "a photo of an ankle boot"."""
     return [caption(CAPTION_TEMPLATES[0], n) for n in class_names]
+
+
+def prompts_from(spec: str, data_dir=None) -> list[str]:
+    """A prompt file's lines, or the distinct captions of a dataset spec (sorted, so stable)."""
+    if Path(spec).is_file():
+        return read_prompt_file(spec)
+    from studio.data.registry import load_dataset
+
+    try:
+        data = load_dataset(spec, data_dir=data_dir)
+    except StudioError as e:
+        raise StudioError(f"--prompts {spec!r} is neither a prompt file nor a dataset: {e}") from None
+    return sorted(set(data.captions))

@@ -17,6 +17,7 @@ from studio import StudioError
 from studio.backbone import load_pipeline, save_pipeline
 from studio.data import load_dataset
 from studio.distributed import process_state
+from studio.model_info import write_model_info
 from studio.presets import build_pipeline, preset, tokenizer_corpus
 from studio.teacher.config import TeacherConfig
 from studio.teacher.unet_stage import UNetStage
@@ -76,5 +77,6 @@ def train_teacher(cfg: TeacherConfig) -> Path | None:
         pipe.text_encoder = result.modules["text_encoder"]
     if state.is_main_process:
         save_pipeline(pipe.to("cpu"), out)
+        write_model_info(out, "teacher", steps=25, guidance=5.0, dataset=cfg.dataset)
     state.wait_for_everyone()
     return out

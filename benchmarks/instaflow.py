@@ -1,0 +1,165 @@
+"""InstaFlow on the built-in teacher: FID and ms/image of teacher, 2-RF and one-step student.
+
+    python benchmarks/instaflow.py            # -> benchmarks/results/instaflow.json (+ grid)
+
+Stages (each resumable; outputs under runs/bench/instaflow, rerun the command to continue):
+teacher (runs/bench/teacher, trained with the default recipe if missing) -> pairs from the
+teacher (25-step DPM-Solver++, guidance 5) -> 2-RF -> pairs from the 2-RF (25 Euler steps,
+guidance 1.5) -> one-step student (l2) -> FID rows against the full Fashion-MNIST test split
+(10,000 images) -> speed (median over repeats, models alternated) -> straightness.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+from _common import RESULTS, write_result
+
+from distill.reflow.config import DistillConfig, PairsConfig, ReflowTrainConfig
+from distill.reflow.pairs import generate_pairs
+from distill.reflow.straightness import measure
+from distill.reflow.train import train_reflow, train_student
+from studio.backbone import is_pipeline_dir, load_pipeline
+from studio.data import FASHION_MNIST_CLASSES, class_prompts
+from studio.fid.run import FIDConfig, FIDOptions, FIDStatsConfig, compute_fid, compute_stats
+from studio.images import make_grid, save_png
+from studio.sampling import generate
+from studio.teacher import TeacherConfig, train_teacher
+from studio.train_config import TrainerConfig
+
+ROOT = Path("runs/bench/instaflow")
+TEACHER = Path("runs/bench/teacher")
+
+
+def stages(a) -> dict:
+    if not is_pipeline_dir(TEACHER):
+        train_teacher(TeacherConfig(out=str(TEACHER)))
+    t0 = time.perf_counter()
+    generate_pairs(PairsConfig(teacher=str(TEACHER), num=a.pairs, steps=25, solver="dpmsolver", guidance=5.0,
+                               batch_size=128, out=str(ROOT / "pairs-teacher")))
+    t1 = time.perf_counter()
+    rf = ROOT / "2rf"
+    if not is_pipeline_dir(rf):
+        train_reflow(ReflowTrainConfig(init=str(TEACHER), pairs=str(ROOT / "pairs-teacher"), out=str(rf),
+                                       train=TrainerConfig(steps=a.rf_steps, batch_size=a.batch, lr=3e-4,
+                                                           warmup_steps=100, lr_schedule="cosine", ema_decay=0.999,
+                                                           checkpoint_every=250, resume="latest")))
+    t2 = time.perf_counter()
+    generate_pairs(PairsConfig(teacher=str(rf), num=a.pairs, steps=25, solver="euler", guidance=1.5,
+                               seed=10**6, batch_size=128, out=str(ROOT / "pairs-2rf")))
+    t3 = time.perf_counter()
+    student = ROOT / "student"
+    if not is_pipeline_dir(student):
+        train_student(DistillConfig(init=str(rf), pairs=str(ROOT / "pairs-2rf"), out=str(student), loss="l2",
+                                    train=TrainerConfig(steps=a.student_steps, batch_size=a.batch, lr=1e-4,
+                                                        warmup_steps=100, lr_schedule="cosine", ema_decay=0.999,
+                                                        checkpoint_every=250, resume="latest")))
+    t4 = time.perf_counter()
+    # seconds of the stages that ran in this invocation; a resumed run keeps earlier figures
+    path = ROOT / "stage_seconds.json"
+    spent = json.loads(path.read_text()) if path.is_file() else {}
+    for key, s in (("pairs_teacher", t1 - t0), ("train_2rf", t2 - t1), ("pairs_2rf", t3 - t2), ("distill", t4 - t3)):
+        if s > 30:
+            spent[key] = spent.get(key, 0.0) + round(s, 1)
+    path.write_text(json.dumps(spent, indent=2))
+    return spent
+
+
+def rows(a) -> list[dict]:
+    rf, student = str(ROOT / "2rf"), str(ROOT / "student")
+    return [
+        {"name": "teacher 25-step CFG", "model": str(TEACHER), "steps": 25, "guidance": 5.0, "n": a.n_main},
+        {"name": "teacher 1-step CFG", "model": str(TEACHER), "steps": 1, "guidance": 5.0, "n": a.n_other},
+        {"name": "2-RF 25-step", "model": rf, "steps": 25, "guidance": 1.5, "n": a.n_other},
+        {"name": "2-RF 4-step", "model": rf, "steps": 4, "guidance": 1.5, "n": a.n_other},
+        {"name": "2-RF 2-step", "model": rf, "steps": 2, "guidance": 1.5, "n": a.n_other},
+        {"name": "2-RF 1-step", "model": rf, "steps": 1, "guidance": 1.5, "n": a.n_other},
+        {"name": "student 1-step", "model": student, "steps": 1, "guidance": 1.0, "n": a.n_main},
+    ]
+
+
+def fid_rows(table: list[dict]) -> None:
+    ref = ROOT / "fashion-mnist-test.npz"
+    if not ref.is_file():
+        compute_stats(FIDStatsConfig(spec="fashion-mnist:test", out=str(ref), opts=FIDOptions(num=0)))
+    for row in table:
+        out = ROOT / "fid" / (row["name"].replace(" ", "_") + ".json")
+        if not out.is_file():
+            compute_fid(FIDConfig(real=str(ref), fake=row["model"], out=str(out),
+                                  opts=FIDOptions(num=row["n"], steps=row["steps"], guidance=row["guidance"])))
+        row["fid"] = json.loads(out.read_text())["fid"]
+
+
+def speed(table: list[dict], repeats: int, images: int) -> None:
+    """ms/image end to end (prompt -> decoded image), batch 16; models alternate within each repeat."""
+    pipes = {r["model"]: load_pipeline(r["model"]) for r in table}
+    prompts = [class_prompts(FASHION_MNIST_CLASSES)[k % 10] for k in range(images)]
+    times = {r["name"]: [] for r in table}
+    for _ in range(repeats):
+        for r in table:
+            t0 = time.perf_counter()
+            generate(pipes[r["model"]], prompts, steps=r["steps"], guidance=r["guidance"], batch_size=16)
+            times[r["name"]].append((time.perf_counter() - t0) / images * 1000)
+    for r in table:
+        r["ms_per_image"] = statistics.median(times[r["name"]])
+        r["ms_per_image_runs"] = [round(x, 2) for x in times[r["name"]]]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--pairs", type=int, default=6144)
+    p.add_argument("--rf-steps", type=int, default=2000)
+    p.add_argument("--student-steps", type=int, default=2000)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--n-main", type=int, default=5000)
+    p.add_argument("--n-other", type=int, default=2000)
+    p.add_argument("--repeats", type=int, default=5)
+    a = p.parse_args()
+    timing = stages(a)
+    table = rows(a)
+    fid_rows(table)
+    speed(table, a.repeats, images=64)
+    straight = {
+        "teacher (guidance 5.0)": measure(load_pipeline(str(TEACHER)), class_prompts(FASHION_MNIST_CLASSES),
+                                          num=64, steps=25, guidance=5.0),
+        "2-RF (guidance 1.5)": measure(load_pipeline(str(ROOT / "2rf")), class_prompts(FASHION_MNIST_CLASSES),
+                                       num=64, steps=25, guidance=1.5),
+        "2-RF (guidance 1.0)": measure(load_pipeline(str(ROOT / "2rf")), class_prompts(FASHION_MNIST_CLASSES),
+                                       num=64, steps=25, guidance=1.0),
+    }
+    by = {r["name"]: r for r in table}
+    teacher25, student = by["teacher 25-step CFG"], by["student 1-step"]
+    grid_rows = []
+    for r in (teacher25, by["2-RF 1-step"], student):
+        grid_rows.append(generate(load_pipeline(r["model"]), class_prompts(FASHION_MNIST_CLASSES) * 1,
+                                  steps=r["steps"], guidance=r["guidance"], seed=0))
+    import numpy as np
+
+    save_png(make_grid(np.concatenate(grid_rows), nrow=10), RESULTS / "instaflow_grid.png")
+    payload = {
+        "what": "InstaFlow pipeline on the built-in tiny teacher, Fashion-MNIST class prompts, CPU",
+        "command": "python benchmarks/instaflow.py",
+        "fid_reference": "Fashion-MNIST test split, all 10,000 images; FID protocol of studio.fid (tf-bilinear)",
+        "rows": table,
+        "straightness": straight,
+        "goals": {
+            "student_vs_teacher_fid": student["fid"] / teacher25["fid"],
+            "student_fid_within_1.10x_teacher": student["fid"] <= 1.10 * teacher25["fid"],
+            "2rf_1step_vs_teacher_1step_fid": by["2-RF 1-step"]["fid"] / by["teacher 1-step CFG"]["fid"],
+            "student_speedup_vs_teacher_25step": teacher25["ms_per_image"] / student["ms_per_image"],
+        },
+        "stage_seconds": timing,
+        "settings": vars(a),
+        "grid": "benchmarks/results/instaflow_grid.png (rows: teacher 25-step, 2-RF 1-step, student 1-step; "
+                "one column per class)",
+    }
+    print(json.dumps(payload["goals"], indent=2))
+    write_result("instaflow", payload)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""Teacher couplings for reflow: (x0 noise, x1 = ODE endpoint latent, prompt id) in safetensors shards.
+
+Reflow (Rectified Flow, Liu et al. 2022, sec. 2.2; InstaFlow, Liu et al. 2023, sec. 3.1)
+trains on the coupling (X0, X1) that a teacher's probability-flow ODE induces: X0 ~ N(0, I)
+latent noise, X1 the latent the teacher's solver (with classifier-free guidance) reaches from
+it. Pair k uses the noise of seed ``seed + k`` and prompt ``k mod P``.
+
+Layout of a pairs directory: ``manifest.json`` (teacher, solver, steps, guidance, seeds,
+prompts, shard size) and ``shard-NNNNN.safetensors`` with tensors ``x0``, ``x1``,
+``prompt_id`` and ``seed``. Shard j holds pairs [j S, (j + 1) S). Under torchrun/accelerate
+process r writes the shards j with j mod world = r, so seeds are disjoint by construction.
+Each shard is written to a temporary file and renamed; a rerun skips finished shards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+from tqdm.auto import tqdm
+
+from studio import StudioError
+from studio.backbone import load_pipeline
+from studio.data.prompts import prompts_from
+from studio.distributed import process_state
+from studio.model_info import read_model_info
+from studio.sampling import initial_noise, sample_latents
+
+from distill.reflow.config import PairsConfig
+
+MANIFEST = "manifest.json"
+_KEYS = ("teacher", "prompts", "num", "steps", "solver", "guidance", "seed", "shard_size")
+
+
+def shard_path(out: Path, j: int) -> Path:
+    return out / f"shard-{j:05d}.safetensors"
+
+
+def shards_of_rank(num: int, shard_size: int, rank: int, world: int) -> list[int]:
+    """Shard indices process ``rank`` of ``world`` generates."""
+    return [j for j in range(-(-num // shard_size)) if j % world == rank]
+
+
+def _check_manifest(out: Path, manifest: dict) -> None:
+    path = out / MANIFEST
+    if not path.is_file():
+        return
+    old = json.loads(path.read_text())
+    diff = [k for k in _KEYS if old.get(k) != manifest.get(k)]
+    if diff:
+        raise StudioError(f"{out} holds pairs made with other settings ({', '.join(diff)} differ); "
+                          "use a new --out or the same settings")
+
+
+def _write_shard(path: Path, tensors: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+    os.replace(tmp, path)
+
+
+def generate_pairs(cfg: PairsConfig) -> Path:
+    """Generate (or complete) the pairs directory ``cfg.out``; returns it."""
+    if not cfg.teacher:
+        raise StudioError("give the teacher pipeline: studio reflow pairs --teacher DIR_OR_HUB_ID")
+    for name in ("num", "steps", "shard_size", "batch_size"):
+        if getattr(cfg, name) < 1:
+            raise StudioError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
+    state = process_state()
+    out = Path(cfg.out)
+    prompts = prompts_from(cfg.prompts, cfg.data_dir or None)
+    teacher_kind = read_model_info(cfg.teacher)["kind"] if Path(cfg.teacher).is_dir() else "teacher"
+    if teacher_kind != "teacher" and cfg.solver not in ("", "euler"):
+        raise StudioError(f"{cfg.teacher} is a flow model ({teacher_kind}); it samples with --solver euler, "
+                          f"not {cfg.solver!r}")
+    manifest = {**asdict(cfg), "prompts": prompts, "prompt_source": cfg.prompts, "teacher_kind": teacher_kind,
+                "x0": "latent noise N(0, I), seed + k", "x1": "teacher ODE endpoint latent (unet input scale)"}
+    for k in ("out", "device", "data_dir", "batch_size", "dtype"):
+        manifest.pop(k)
+    _check_manifest(out, manifest)
+    state.wait_for_everyone()
+    if state.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = out / (MANIFEST + ".tmp")
+        tmp.write_text(json.dumps(manifest, indent=2))
+        os.replace(tmp, out / MANIFEST)
+    mine = [j for j in shards_of_rank(cfg.num, cfg.shard_size, state.process_index, state.num_processes)
+            if not shard_path(out, j).is_file()]
+    if mine:
+        pipe = load_pipeline(cfg.teacher, dtype=cfg.dtype, device=cfg.device or state.device)
+        shape = (pipe.unet.config.in_channels, pipe.unet.config.sample_size, pipe.unet.config.sample_size)
+        bar = tqdm(total=len(mine) * cfg.shard_size, desc=f"pairs (rank {state.process_index})", unit="pair")
+        for j in mine:
+            lo, hi = j * cfg.shard_size, min(cfg.num, (j + 1) * cfg.shard_size)
+            parts = {"x0": [], "x1": []}
+            for b in range(lo, hi, cfg.batch_size):
+                ks = list(range(b, min(hi, b + cfg.batch_size)))
+                seeds = [cfg.seed + k for k in ks]
+                batch_prompts = [prompts[k % len(prompts)] for k in ks]
+                x1 = sample_latents(pipe, batch_prompts, cfg.steps, cfg.guidance, seeds, cfg.solver)
+                parts["x0"].append(initial_noise(shape, seeds, "cpu", torch.float32))
+                parts["x1"].append(x1.float().cpu())
+                bar.update(len(ks))
+            ks = torch.arange(lo, hi)
+            _write_shard(shard_path(out, j), {"x0": torch.cat(parts["x0"]), "x1": torch.cat(parts["x1"]),
+                                              "prompt_id": ks % len(prompts), "seed": ks + cfg.seed})
+        bar.close()
+    state.wait_for_everyone()
+    return out
+
+
+_DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": None, "I64": np.int64, "I32": np.int32}
+
+
+def _memmap(path: Path) -> dict[str, np.ndarray]:
+    """Read-only memory maps of a safetensors file's tensors (8-byte header size, JSON header, data)."""
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(n))
+    out = {}
+    for name, meta in header.items():
+        if name == "__metadata__":
+            continue
+        dtype = _DTYPES.get(meta["dtype"])
+        if dtype is None:
+            raise StudioError(f"{path}: tensor {name} has unsupported dtype {meta['dtype']}")
+        start, end = meta["data_offsets"]
+        out[name] = np.memmap(path, dtype=dtype, mode="r", offset=8 + n + start, shape=tuple(meta["shape"]))
+        if out[name].nbytes != end - start:
+            raise StudioError(f"{path}: tensor {name} is truncated; delete the shard and rerun `reflow pairs`")
+    return out
+
+
+class PairsDataset:
+    """All shards of a pairs directory as one dataset: ``batch(indices)`` -> x0, x1, prompt_id."""
+
+    def __init__(self, pairs_dir):
+        root = Path(pairs_dir)
+        if not (root / MANIFEST).is_file():
+            raise StudioError(f"{root} is not a pairs directory (no {MANIFEST}); make one with `studio reflow pairs`")
+        self.manifest = json.loads((root / MANIFEST).read_text())
+        self.prompts = self.manifest["prompts"]
+        num, size = self.manifest["num"], self.manifest["shard_size"]
+        missing = [j for j in range(-(-num // size)) if not shard_path(root, j).is_file()]
+        if missing:
+            raise StudioError(f"{root} misses {len(missing)} shard(s) (first: {shard_path(root, missing[0]).name}); "
+                              "rerun the same `studio reflow pairs` command to finish it")
+        try:
+            self.shards = [_memmap(shard_path(root, j)) for j in range(-(-num // size))]
+        except (ValueError, json.JSONDecodeError, KeyError) as e:
+            raise StudioError(f"{root}: a shard is corrupt ({e}); delete it and rerun `studio reflow pairs`") from None
+        self.size = size
+        self.num = num
+
+    def __len__(self) -> int:
+        return self.num
+
+    def batch(self, indices) -> dict:
+        idx = np.asarray(indices)
+        shard, row = idx // self.size, idx % self.size
+        take = {k: np.stack([self.shards[s][k][r] for s, r in zip(shard, row)]) for k in ("x0", "x1", "prompt_id")}
+        return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in take.items()}

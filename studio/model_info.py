@@ -1,0 +1,40 @@
+"""What kind of model a pipeline directory holds: ``studio_model.json`` beside ``model_index.json``.
+
+Written by every studio command that saves a pipeline; read by the sampler defaults, the
+benchmarks and the UI's model picker. A directory without it is described from its scheduler
+(a plain diffusers pipeline: ``teacher``, or ``flow`` for a velocity model).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from studio.backbone import is_pipeline_dir
+
+MODEL_INFO = "studio_model.json"
+KINDS = ("teacher", "2-rectified-flow", "one-step-student", "flow")
+
+
+def write_model_info(pipe_dir, kind: str, steps: int, guidance: float, **extra) -> Path:
+    """Record the kind and the recommended sampling settings (atomic write)."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    path = Path(pipe_dir) / MODEL_INFO
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"kind": kind, "steps": steps, "guidance": guidance, **extra}, indent=2, default=str))
+    os.replace(tmp, path)
+    return path
+
+
+def read_model_info(pipe_dir) -> dict:
+    """The recorded info, or one inferred from the scheduler config of a plain pipeline."""
+    pipe_dir = Path(pipe_dir)
+    path = pipe_dir / MODEL_INFO
+    if path.is_file():
+        return json.loads(path.read_text())
+    sched = pipe_dir / "scheduler" / "scheduler_config.json"
+    flow = is_pipeline_dir(pipe_dir) and sched.is_file() and \
+        json.loads(sched.read_text()).get("prediction_type") == "flow_prediction"
+    return {"kind": "flow", "steps": 25, "guidance": 1.0} if flow else {"kind": "teacher", "steps": 25, "guidance": 5.0}
