@@ -64,6 +64,9 @@ def build_parser():
 def main(argv=None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     parser, commands = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--"]:  # `torchrun ... -m studio -- reflow pairs --num N`: the launcher's own parser
+        argv = argv[1:]     # would otherwise claim --num as an abbreviation of its --numa-binding
     ns = parser.parse_args(argv)
     cls, fn, _ = commands[ns._path]
     try:
