@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from studio import StudioError
 from studio.backbone import load_pipeline
 from studio.data.prompts import read_prompt_file
 from studio.images import make_grid, save_png
+from studio.model_info import sampling_settings
 from studio.sampling import generate
 
 
@@ -19,8 +20,9 @@ class SampleConfig:
     prompt: str = field(default="", metadata={"help": "one prompt (or use --prompts)"})
     prompts: str = field(default="", metadata={"help": "a prompt file, one prompt per line; one grid row each"})
     num: int = field(default=16, metadata={"help": "images per prompt"})
-    steps: int = 25
-    guidance: float = 5.0
+    steps: int = field(default=0, metadata={"help": "0: the model's recommended (teacher 25, 2-RF 25, student 1)"})
+    guidance: float = field(default=-1.0, metadata={"help": "negative: the model's recommended (teacher 5, 2-RF 1.5, "
+                                                            "student 1 = none)"})
     seed: int = 0
     solver: str = field(default="", metadata={"help": "dpmsolver, ddim, euler, ... (default: the pipeline's)"})
     batch_size: int = 16
@@ -38,6 +40,7 @@ def run_sample(cfg: SampleConfig) -> Path:
         raise StudioError(f"--num must be at least 1, got {cfg.num}")
     prompts = [cfg.prompt] if cfg.prompt else read_prompt_file(cfg.prompts)
     pipe = load_pipeline(cfg.pipeline, dtype=cfg.dtype, device=cfg.device)
+    cfg = replace(cfg, **dict(zip(("steps", "guidance"), sampling_settings(cfg.pipeline, cfg.steps, cfg.guidance))))
     batch = [p for p in prompts for _ in range(cfg.num)]
     images = generate(pipe, batch, steps=cfg.steps, guidance=cfg.guidance, seed=cfg.seed, solver=cfg.solver,
                       batch_size=cfg.batch_size, progress=True)

@@ -258,3 +258,17 @@ def test_lpips_without_weights_is_a_clear_error_and_works_with_local_weights(tmp
     save_file({"foo": torch.zeros(1)}, str(bad))
     with pytest.raises(StudioError, match="not a torchvision VGG16"):
         make_lpips(str(bad))
+
+
+def test_sample_uses_the_models_recommended_settings(rf_and_student, tmp_path):
+    from PIL import Image
+
+    _, student = rf_and_student
+    out = tmp_path / "s.png"
+    assert main(["sample", str(student), "--prompt", PROMPTS[0], "--num", "2", "--out", str(out)]) == 0
+    params = json.loads(Image.open(out).info["parameters"])
+    assert (params["steps"], params["guidance"]) == (1, 1.0)
+    assert main(["sample", str(student), "--prompt", PROMPTS[0], "--num", "1", "--steps", "2", "--guidance", "0",
+                 "--out", str(out)]) == 0
+    params = json.loads(Image.open(out).info["parameters"])
+    assert (params["steps"], params["guidance"]) == (2, 0.0)

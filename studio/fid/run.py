@@ -31,8 +31,9 @@ class FIDOptions:
     inception_weights: str = field(default="", metadata={"help": "a .safetensors or .pth Inception state dict"})
     data_dir: str = ""
     prompts: str = field(default="", metadata={"help": "prompt file for a pipeline side (default: class prompts)"})
-    steps: int = 25
-    guidance: float = 5.0
+    steps: int = field(default=0, metadata={"help": "pipeline side: sampling steps (0: the model's recommended)"})
+    guidance: float = field(default=-1.0, metadata={"help": "pipeline side: guidance (negative: the model's "
+                                                            "recommended)"})
     seed: int = 0
     solver: str = ""
     device: str = "cpu"
@@ -114,7 +115,8 @@ def compute_fid(cfg: FIDConfig) -> dict:
     value = frechet_distance(mu1, s1, mu2, s2)
     result = {"fid": value, "real": cfg.real, "fake": cfg.fake, "n_real": n1, "n_fake": n2,
               "skipped_unreadable": real.skipped + fake.skipped, "protocol": ex.protocol,
-              "settings": asdict(opts), "seconds": round(time.perf_counter() - t0, 2)}
+              "settings": asdict(opts), "seconds": round(time.perf_counter() - t0, 2),
+              "generation": {src.spec: src.generation for src in (real, fake) if src.generation}}
     print(f"FID {value:.4f} (N real {n1}, N fake {n2}, resize {opts.resize})")
     if cfg.out:
         path = Path(cfg.out)

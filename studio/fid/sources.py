@@ -34,6 +34,7 @@ class Source:
     batches: Callable[[int], Iterator[np.ndarray]] | None = None
     cache_key: str | None = None  # None: never cache (generated images)
     skipped: int = 0
+    generation: dict | None = None  # a pipeline side: the steps, guidance, seed and solver used
 
 
 def _folder(spec: str, num: int) -> Source:
@@ -86,11 +87,14 @@ def _dataset(spec: str, num: int, data_dir) -> Source:
 
 def _pipeline(spec: str, num: int, prompts: list[str], gen: dict) -> Source:
     from studio.backbone import load_pipeline
+    from studio.model_info import sampling_settings
     from studio.sampling import generate
 
     if not num:
         raise StudioError(f"give --num: how many images to generate from the pipeline {spec}")
     pipe = load_pipeline(spec, device=gen.get("device", "cpu"))
+    steps, guidance = sampling_settings(spec, gen.get("steps", 0), gen.get("guidance", -1.0))
+    gen = {**gen, "steps": steps, "guidance": guidance}
 
     def batches(size: int):
         for lo in range(0, num, size):
@@ -99,7 +103,7 @@ def _pipeline(spec: str, num: int, prompts: list[str], gen: dict) -> Source:
             yield generate(pipe, chunk, steps=gen["steps"], guidance=gen["guidance"], seed=gen["seed"] + lo,
                            solver=gen.get("solver", ""), batch_size=size)
 
-    return Source(spec, "images", count=num, batches=batches)
+    return Source(spec, "images", count=num, batches=batches, generation=gen)
 
 
 def open_source(spec: str, num: int = 0, data_dir=None, prompts: list[str] | None = None,
