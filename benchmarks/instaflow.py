@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -69,6 +70,17 @@ def stages(a) -> dict:
     return spent
 
 
+def export(dest: Path) -> None:
+    """The three pipelines without their training state (checkpoints, logs, stage folders)."""
+    for src, name in ((TEACHER, "teacher"), (ROOT / "2rf", "2-rectified-flow"), (ROOT / "student", "student")):
+        tmp = dest / f".{name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("train", "stages", "logs", "*.tmp", "bench_*"))
+        shutil.rmtree(dest / name, ignore_errors=True)
+        tmp.rename(dest / name)
+        print(f"exported {src} -> {dest / name}")
+
+
 def rows(a) -> list[dict]:
     rf, student = str(ROOT / "2rf"), str(ROOT / "student")
     return [
@@ -118,8 +130,15 @@ def main() -> None:
     p.add_argument("--n-main", type=int, default=5000)
     p.add_argument("--n-other", type=int, default=2000)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--stages-only", action="store_true", help="train the models, skip FID and timing")
+    p.add_argument("--export", default="", help="copy teacher, 2-RF and student pipelines into this folder "
+                                                "(`make models` refreshes the app's shipped ui/models)")
     a = p.parse_args()
     timing = stages(a)
+    if a.export:
+        export(Path(a.export))
+    if a.stages_only:
+        return
     table = rows(a)
     fid_rows(table)
     speed(table, a.repeats, images=64)

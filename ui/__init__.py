@@ -1,1 +1,1 @@
-"""Gradio front end. Lands in a later issue."""
+"""Gradio front end (``studio ui``): generation, model picker, FID runs. Imports nothing heavy."""

@@ -1,0 +1,151 @@
+"""The Gradio app: endpoints through gradio_client, concurrency, the models-folder jail, a real browser."""
+
+import json
+import os
+import shutil
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from studio import StudioError
+from studio.backbone import save_pipeline
+from studio.flow import flow_scheduler
+from studio.model_info import write_model_info
+from ui.actions import check_generate
+from ui.registry import ModelRegistry
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+
+
+@pytest.fixture(scope="module")
+def models_dir(tiny_pipeline, tmp_path_factory):
+    import copy
+
+    root = tmp_path_factory.mktemp("models")
+    save_pipeline(tiny_pipeline, root / "teacher")
+    write_model_info(root / "teacher", "teacher", steps=25, guidance=5.0)
+    student = copy.deepcopy(tiny_pipeline)
+    student.scheduler = flow_scheduler()
+    save_pipeline(student, root / "distilled" / "student")
+    write_model_info(root / "distilled" / "student", "one-step-student", steps=1, guidance=1.0)
+    return root
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(models_dir, fake_fmnist):
+    from gradio_client import Client
+
+    from ui.app import UIConfig, launch
+
+    port = _free_port()
+    app = launch(UIConfig(models=str(models_dir), port=port, data_dir=str(fake_fmnist), concurrency=2), block=False)
+    yield Client(f"http://127.0.0.1:{port}/", verbose=False), port
+    app.close()
+
+
+def test_registry_lists_models_and_refuses_escapes(models_dir, tmp_path):
+    outside = tmp_path / "outside"
+    shutil.copytree(models_dir / "teacher", outside)
+    link = models_dir / "linked"
+    link.symlink_to(outside, target_is_directory=True)
+    try:
+        reg = ModelRegistry(models_dir)
+        assert reg.names() == ["distilled/student", "teacher"]  # the link out of the folder is not listed
+        assert reg.info("distilled/student")["kind"] == "one-step-student"
+        for bad in ["../outside", str(outside), "linked", "teacher/../../outside", "/etc", "", "teacher/unet"]:
+            with pytest.raises(StudioError):
+                reg.path(bad)
+    finally:
+        link.unlink()
+
+
+def test_input_checks_explain_the_bounds():
+    for args, words in [(("", 0, 25, 5, 1), "prompt is empty"), (("x", 0, 0, 5, 1), "between 1 and 100"),
+                        (("x", 0, 25, 30, 1), "guidance scale must be between"),
+                        (("x", 0, 25, 5, 17), "number of images must be between 1 and 16"),
+                        (("x", -2, 25, 5, 1), "seed"), (("x" * 301, 0, 25, 5, 1), "keep it under 300")]:
+        with pytest.raises(StudioError, match=words):
+            check_generate(*args)
+    _, seed, *_ = check_generate("a bag", -1, 2, 1.0, 1)
+    assert 0 <= seed < 2**31
+
+
+def test_generate_endpoint_returns_pngs_with_parameters(served):
+    client, _ = served
+    fast, fast_time, slow, slow_time, seed = client.predict(
+        "a photo of a bag", 7, 3, 2.0, 2, "distilled/student", "teacher", api_name="/generate")
+    assert seed == 7 and len(fast) == 2 and len(slow) == 2
+    assert "1 step(s)" in fast_time and "3 step(s)" in slow_time and "ms" in slow_time
+    meta = json.loads(Image.open(slow[1]["image"]).info["parameters"])
+    assert meta == {"model": "teacher", "prompt": "a photo of a bag", "seed": 8, "steps": 3, "guidance": 2.0}
+    assert Image.open(fast[0]["image"]).size == (32, 32)
+
+
+def test_out_of_range_input_is_explained(served):
+    client, _ = served
+    with pytest.raises(Exception, match="maximum value 16"):  # Gradio's own bound check, in plain words
+        client.predict("a bag", 0, 2, 1.0, 40, "distilled/student", "teacher", api_name="/generate")
+    with pytest.raises(Exception, match="prompt is empty"):
+        client.predict("  ", 0, 2, 1.0, 1, "distilled/student", "teacher", api_name="/generate")
+
+
+def test_sixteen_concurrent_generate_calls_all_succeed(served):
+    client, _ = served
+    jobs = [client.submit(f"a photo of a coat {k}", k, 2, 1.5, 1, "distilled/student", "teacher",
+                          api_name="/generate") for k in range(16)]
+    results = [job.result(timeout=600) for job in jobs]
+    assert [r[4] for r in results] == list(range(16))
+    assert all(len(r[0]) == 1 and len(r[2]) == 1 for r in results)
+
+
+def test_model_picker_cannot_leave_the_models_folder(served):
+    client, _ = served
+    info = client.predict("teacher", api_name="/model_info")
+    assert info["kind"] == "teacher"
+    for bad in ["../../etc", "/etc/passwd", "teacher/../../x"]:
+        with pytest.raises(Exception):
+            client.predict(bad, api_name="/model_info")
+
+
+def test_fid_endpoint_appends_to_the_history(served, models_dir):
+    client, _ = served
+    text, table, _plot = client.predict("distilled/student", "fashion-mnist:test", 100, 0, api_name="/fid")
+    assert text.startswith("FID ") and "N=100" in text
+    history = json.loads((models_dir / "fid_history.json").read_text())
+    assert history[-1]["model"] == "distilled/student" and history[-1]["steps"] == 1 and history[-1]["fid"] > 0
+    assert table["data"][-1][1] == "distilled/student"
+    with pytest.raises(Exception):
+        client.predict("distilled/student", "folder:../../etc", 100, 0, api_name="/fid")
+
+
+def test_real_browser_types_a_prompt_and_gets_an_image(served):
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not os.path.exists(chromium):
+        pytest.skip("Debian chromium is not installed (`make test` installs it)")
+    from playwright.sync_api import sync_playwright
+
+    _, port = served
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--no-first-run"])
+        page = browser.new_page()
+        page.goto(f"http://127.0.0.1:{port}/", timeout=60000)
+        box = page.locator("#prompt textarea")
+        box.fill("a photo of a sneaker")
+        page.locator("#generate").click()
+        page.locator("#fast-gallery img").first.wait_for(timeout=120000)
+        page.locator("#slow-gallery img").first.wait_for(timeout=120000)
+        page.screenshot(path=str(ARTIFACTS / "ui_generate.png"), full_page=True)
+        browser.close()
+    assert (ARTIFACTS / "ui_generate.png").stat().st_size > 0

@@ -1,0 +1,114 @@
+"""What the app's buttons do, without Gradio: input checks, generation, FID runs.
+
+Built on the studio's public Python API (``studio.sampling.generate``,
+``studio.fid.run.compute_fid``), never on CLI parsing. Every bad input raises a
+:class:`StudioError` whose message says in plain words what to change.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+import uuid
+from pathlib import Path
+from typing import Callable
+
+from studio import StudioError
+from studio.fid.run import FIDConfig, FIDOptions, compute_fid
+from studio.images import make_grid, save_png
+from studio.model_info import sampling_settings
+from studio.sampling import generate
+
+from ui.history import append_record
+from ui.registry import ModelRegistry
+
+LIMITS = {"steps": (1, 100), "guidance": (0.0, 20.0), "num_images": (1, 16), "seed": (-1, 2**31 - 1),
+          "fid_n": (100, 10000), "prompt_chars": 300}
+DATASET_REFERENCES = ("fashion-mnist:test", "fashion-mnist:train")
+
+
+def _bounded(name: str, value, lo, hi, what: str):
+    if value is None:
+        raise StudioError(f"{what} is empty; enter a number from {lo} to {hi}")
+    if not lo <= value <= hi:
+        raise StudioError(f"{what} must be between {lo} and {hi}; you entered {value}")
+    return value
+
+
+def check_generate(prompt: str, seed, steps, guidance, num_images) -> tuple[str, int, int, float, int]:
+    prompt = (prompt or "").strip()
+    if not prompt:
+        raise StudioError("the prompt is empty; type what to draw, e.g. 'a photo of a bag'")
+    if len(prompt) > LIMITS["prompt_chars"]:
+        raise StudioError(f"the prompt is {len(prompt)} characters long; keep it under {LIMITS['prompt_chars']}")
+    seed = int(_bounded("seed", seed, *LIMITS["seed"], "the seed (-1 picks a random one)"))
+    steps = int(_bounded("steps", steps, *LIMITS["steps"], "the number of teacher steps"))
+    guidance = float(_bounded("guidance", guidance, *LIMITS["guidance"], "the guidance scale"))
+    num = int(_bounded("num_images", num_images, *LIMITS["num_images"], "the number of images"))
+    return prompt, (secrets.randbelow(2**31) if seed == -1 else seed), steps, guidance, num
+
+
+def _run(registry: ModelRegistry, name: str, prompt: str, seed: int, steps: int, guidance: float, num: int,
+         out_dir: Path, progress: Callable[[int, int], None] | None) -> dict:
+    pipe = registry.pipeline(name)
+    t0 = time.perf_counter()
+    images = generate(pipe, [prompt] * num, steps=steps, guidance=guidance, seed=seed, batch_size=num,
+                      callback=progress)
+    seconds = time.perf_counter() - t0
+    folder = out_dir / uuid.uuid4().hex
+    paths = []
+    for k, image in enumerate(images):
+        meta = {"parameters": json.dumps({"model": name, "prompt": prompt, "seed": seed + k, "steps": steps,
+                                          "guidance": guidance})}
+        paths.append(str(save_png(make_grid(image[None], nrow=1, pad=0), folder / f"{k:02d}.png", meta)))
+    return {"model": name, "paths": paths, "seconds": seconds, "steps": steps, "guidance": guidance}
+
+
+def generate_pair(registry: ModelRegistry, out_dir, prompt: str, seed, steps, guidance, num_images,
+                  fast_model: str, slow_model: str, progress: Callable[[int, int], None] | None = None) -> dict:
+    """The fast model with its recommended settings beside the slow one with ``steps``/``guidance``."""
+    prompt, seed, steps, guidance, num = check_generate(prompt, seed, steps, guidance, num_images)
+    out_dir = Path(out_dir)
+    fast_steps, fast_guidance = sampling_settings(registry.path(fast_model))
+    fast = _run(registry, fast_model, prompt, seed, fast_steps, fast_guidance, num, out_dir, None)
+    slow = _run(registry, slow_model, prompt, seed, steps, guidance, num, out_dir, progress)
+    return {"seed": seed, "fast": fast, "slow": slow}
+
+
+def references(data_root: str | None) -> list[str]:
+    """FID references offered: dataset splits, image folders directly under the data root, .npz files."""
+    refs = list(DATASET_REFERENCES)
+    if data_root and Path(data_root).is_dir():
+        root = Path(data_root).resolve()
+        for p in sorted(root.iterdir()):
+            if p.is_dir() and p.resolve().is_relative_to(root) and not p.name.startswith("."):
+                refs.append(f"folder:{p.name}")
+            elif p.suffix == ".npz" and p.is_file() and p.resolve().is_relative_to(root):
+                refs.append(f"stats:{p.name}")
+    return refs
+
+
+def _reference_spec(ref: str, data_root: str | None) -> str:
+    if ref not in references(data_root):
+        raise StudioError(f"{ref!r} is not one of the offered references; pick one from the list")
+    if ref.startswith(("folder:", "stats:")):
+        return str(Path(data_root).resolve() / ref.split(":", 1)[1])
+    return ref
+
+
+def run_fid(registry: ModelRegistry, model: str, reference: str, n, steps, data_root: str | None = None,
+            data_dir: str | None = None) -> dict:
+    """FID of ``model`` (n samples, ``steps``; 0 = the model's recommended) against ``reference``."""
+    n = int(_bounded("n", n, *LIMITS["fid_n"], "the number of samples"))
+    steps = int(_bounded("steps", steps, 0, LIMITS["steps"][1], "the number of steps (0: the model's own)"))
+    path = registry.path(model)
+    spec = _reference_spec(reference, data_root)
+    steps, guidance = sampling_settings(path, steps)
+    result = compute_fid(FIDConfig(real=spec, fake=str(path), opts=FIDOptions(
+        num=n, steps=steps, guidance=guidance, data_dir=data_dir or "", device=registry.device)))
+    record = {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "model": model, "kind": registry.info(model)["kind"],
+              "steps": steps, "guidance": guidance, "reference": reference, "n": n,
+              "fid": round(result["fid"], 4), "seconds": result["seconds"]}
+    append_record(registry.root, record)
+    return record

@@ -1,0 +1,145 @@
+"""``studio ui``: the Gradio app. Generate tab (one-step student beside the N-step teacher),
+model picker, FID tab with a saved history. Binds to 127.0.0.1 unless told otherwise.
+
+Nothing loads at import: the app is built by :func:`build_app` and models load on first use.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from studio import StudioError
+
+from ui.actions import LIMITS, generate_pair, references, run_fid
+from ui.history import COLUMNS, last_fid, read_history
+from ui.registry import ModelRegistry
+
+EXAMPLES = ["a photo of an ankle boot", "a photo of a bag", "an image of a dress", "a picture of a sneaker",
+            "a photo of a trouser", "a photo of a pullover"]
+FAST_KINDS = ("one-step-student", "2-rectified-flow", "flow")
+
+
+@dataclass
+class UIConfig:
+    models: str = field(default="ui/models", metadata={"help": "folder of pipelines to serve (the picker stays in it)"})
+    host: str = field(default="127.0.0.1", metadata={"help": "bind address; 0.0.0.0 exposes the app to the network"})
+    port: int = 7860
+    data_dir: str = field(default="", metadata={"help": "Fashion-MNIST files (default: the studio's search path)"})
+    data_root: str = field(default="", metadata={"help": "image folders and .npz statistics offered as FID references"})
+    concurrency: int = field(default=2, metadata={"help": "generate requests run at once; FID runs one at a time"})
+    device: str = "cpu"
+
+
+def _error(e: Exception):
+    import gradio as gr
+
+    return gr.Error(str(e))
+
+
+def _history_frame(root):
+    import pandas as pd
+
+    rows = read_history(root)
+    return pd.DataFrame([[r.get(c) for c in COLUMNS] for r in rows], columns=list(COLUMNS))
+
+
+def build_app(cfg: UIConfig):
+    import gradio as gr
+
+    registry = ModelRegistry(cfg.models, cfg.device)
+    out_dir = Path(tempfile.mkdtemp(prefix="studio-ui-"))
+    names = registry.names()
+    if not names:
+        raise StudioError(f"no pipelines (folders with model_index.json) under {cfg.models}")
+    fast = registry.by_kind(*FAST_KINDS) or names
+    slow = registry.by_kind("teacher") or names
+    pick_fast = next((n for n in fast if registry.info(n)["kind"] == "one-step-student"), fast[0])
+
+    def describe(name):
+        try:
+            info = registry.info(name)
+        except StudioError as e:
+            raise _error(e) from None
+        fid = last_fid(registry.root, name)
+        return {**info, "last_fid": fid}
+
+    def on_generate(prompt, seed, steps, guidance, num_images, fast_model, slow_model, progress=gr.Progress()):
+        def report(done, total):
+            progress(done / total, desc=f"{slow_model}: step {done}/{total}")
+
+        try:
+            r = generate_pair(registry, out_dir, prompt, seed, steps, guidance, num_images, fast_model, slow_model,
+                              report)
+        except StudioError as e:
+            raise _error(e) from None
+        f, s = r["fast"], r["slow"]
+        label = "{model}: {steps} step(s), guidance {guidance}, {ms:.0f} ms ({per:.0f} ms/image)"
+        return (f["paths"], label.format(**f, ms=f["seconds"] * 1e3, per=f["seconds"] * 1e3 / len(f["paths"])),
+                s["paths"], label.format(**s, ms=s["seconds"] * 1e3, per=s["seconds"] * 1e3 / len(s["paths"])),
+                r["seed"])
+
+    def on_fid(model, reference, n, steps, progress=gr.Progress(track_tqdm=True)):
+        try:
+            record = run_fid(registry, model, reference, n, steps, cfg.data_root or None, cfg.data_dir or None)
+        except StudioError as e:
+            raise _error(e) from None
+        frame = _history_frame(registry.root)
+        return f"FID {record['fid']:.3f} ({record['model']}, {record['steps']} step(s), N={record['n']})", frame, frame
+
+    with gr.Blocks(title="Distillation studio") as app:
+        gr.Markdown("# Distillation studio\nOne-step student beside the many-step teacher, and FID.")
+        with gr.Tab("Generate"):
+            with gr.Row():
+                prompt = gr.Textbox(label="Prompt", value=EXAMPLES[0], max_lines=2, elem_id="prompt")
+                seed = gr.Number(label="Seed (-1: random)", value=-1, precision=0)
+            gr.Examples([[e] for e in EXAMPLES], inputs=[prompt])
+            with gr.Row():
+                steps = gr.Slider(*LIMITS["steps"], value=25, step=1, label="Teacher steps")
+                guidance = gr.Slider(*LIMITS["guidance"], value=5.0, step=0.5, label="Teacher guidance")
+                num_images = gr.Slider(*LIMITS["num_images"], value=4, step=1, label="Images")
+            with gr.Row():
+                fast_model = gr.Dropdown(fast, value=pick_fast, label="Fast model (its own steps and guidance)")
+                slow_model = gr.Dropdown(slow, value=slow[0], label="Teacher")
+            button = gr.Button("Generate", variant="primary", elem_id="generate")
+            used_seed = gr.Number(label="Seed used", precision=0, interactive=False)
+            with gr.Row():
+                with gr.Column():
+                    fast_time = gr.Markdown()
+                    fast_gallery = gr.Gallery(label="Fast model", columns=4, elem_id="fast-gallery")
+                with gr.Column():
+                    slow_time = gr.Markdown()
+                    slow_gallery = gr.Gallery(label="Teacher", columns=4, elem_id="slow-gallery")
+            button.click(on_generate, [prompt, seed, steps, guidance, num_images, fast_model, slow_model],
+                         [fast_gallery, fast_time, slow_gallery, slow_time, used_seed], api_name="generate",
+                         concurrency_limit=cfg.concurrency, concurrency_id="generate")
+        with gr.Tab("Models"):
+            picked = gr.Dropdown(names, value=names[0], label="Model")
+            details = gr.JSON(value=describe(names[0]))
+            picked.change(describe, picked, details, api_name="model_info")
+        with gr.Tab("FID"):
+            with gr.Row():
+                fid_model = gr.Dropdown(names, value=pick_fast, label="Model")
+                reference = gr.Dropdown(references(cfg.data_root or None), value="fashion-mnist:test",
+                                        label="Reference")
+                fid_n = gr.Slider(*LIMITS["fid_n"], value=500, step=100, label="Samples (N)")
+                fid_steps = gr.Slider(0, LIMITS["steps"][1], value=0, step=1, label="Steps (0: the model's own)")
+            fid_button = gr.Button("Compute FID", variant="primary")
+            fid_result = gr.Markdown()
+            frame = _history_frame(registry.root)
+            table = gr.Dataframe(value=frame, label="History", interactive=False)
+            plot = gr.ScatterPlot(value=frame, x="steps", y="fid", color="model", label="FID against steps")
+            fid_button.click(on_fid, [fid_model, reference, fid_n, fid_steps], [fid_result, table, plot],
+                             api_name="fid", concurrency_limit=1, concurrency_id="fid")
+    app.queue(max_size=64)
+    app.studio_out_dir = out_dir
+    return app
+
+
+def launch(cfg: UIConfig, block: bool = True):
+    app = build_app(cfg)
+    print(f"serving {cfg.models} at http://{cfg.host}:{cfg.port}")
+    app.launch(server_name=cfg.host, server_port=cfg.port, allowed_paths=[str(app.studio_out_dir)],
+               prevent_thread_lock=not block, show_error=True)
+    return app
