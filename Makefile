@@ -1,12 +1,13 @@
-# Two entry points (see README): `make demo` and `make test`. Each creates or reuses .venv,
-# installs what it needs, and makes sure the Fashion-MNIST files are present.
+# Two entry points (see README): `make demo` (the app on the shipped models) and `make test`.
+# Each creates or reuses .venv, installs what it needs, and makes sure the Fashion-MNIST files
+# are present; `make test` also installs Debian's Chromium for the browser test.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: demo test install data bench
+.PHONY: demo test install data browser bench models
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,12 +21,20 @@ data: install
 	$(PY) -m studio data fetch
 
 demo: data
-	$(PY) -m studio demo
+	$(PY) -m studio ui --models ui/models
 
-test: data
+browser:
+	command -v chromium >/dev/null || (test "$$(id -u)" = 0 && export DEBIAN_FRONTEND=noninteractive && (apt-get install -y -q chromium || (apt-get update -q && apt-get install -y -q chromium)) >/dev/null) || echo "no chromium: the browser test will be skipped"
+
+test: data browser
 	$(PY) -m pytest -q
+
+# Rebuild the app's shipped models (ui/models) with the repository's own recipe (about an hour on 2 CPU cores).
+models: data
+	$(PY) benchmarks/instaflow.py --stages-only --export ui/models
 
 bench: data
 	$(PY) benchmarks/trainer_overhead.py
 	$(PY) benchmarks/teacher_budget.py
 	$(PY) benchmarks/fid_speed.py
+	$(PY) benchmarks/instaflow.py

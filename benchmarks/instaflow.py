@@ -121,6 +121,29 @@ def speed(table: list[dict], repeats: int, images: int) -> None:
         r["ms_per_image_runs"] = [round(x, 2) for x in times[r["name"]]]
 
 
+def init_losses() -> dict:
+    """2-RF loss of the untrained teacher UNet on 256 teacher pairs, for both output signs (README deviation)."""
+    import torch
+
+    from distill.reflow.objectives import ReflowObjective
+    from distill.reflow.pairs import PairsDataset
+    from studio.randomness import StepRandom
+
+    pairs = PairsDataset(ROOT / "pairs-teacher")
+    batch = pairs.batch(list(range(0, 2048, 8)))
+    out = {}
+    for sign, name in ((1.0, "studio: output = noise - data"), (-1.0, "InstaFlow code: output = data - noise")):
+        pipe = load_pipeline(str(TEACHER))
+        with torch.no_grad():
+            pipe.unet.conv_out.weight.mul_(sign)
+            pipe.unet.conv_out.bias.mul_(sign)
+            obj = ReflowObjective(pipe, pairs, 0.0)
+            obj.setup(torch.device("cpu"))
+            losses = [obj.loss({"unet": pipe.unet}, batch, StepRandom(s, 0, 0, 0, 1, 256))[0].item() for s in range(3)]
+        out[name] = sum(losses) / len(losses)
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--pairs", type=int, default=6144)
@@ -165,6 +188,7 @@ def main() -> None:
         "fid_reference": "Fashion-MNIST test split, all 10,000 images; FID protocol of studio.fid (tf-bilinear)",
         "rows": table,
         "straightness": straight,
+        "step0_2rf_loss_by_output_sign": init_losses(),
         "goals": {
             "student_vs_teacher_fid": student["fid"] / teacher25["fid"],
             "student_fid_within_1.10x_teacher": student["fid"] <= 1.10 * teacher25["fid"],

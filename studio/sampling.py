@@ -74,12 +74,9 @@ def sample_latents(pipe, prompts: list[str], steps: int, guidance: float, seeds:
         if solver not in ("", "euler"):
             raise StudioError(f"{solver!r} does not apply to a flow pipeline; it samples with Euler (--solver euler)")
 
-        def v(x, timestep):
-            if on_step is not None:
-                on_step()
-            return velocity(denoiser.guided(x, timestep, cond, uncond, scale))
-
-        return euler(v, initial_noise(latent_shape, seeds, device, dtype), time_grid(steps))
+        return euler(lambda x, timestep: velocity(denoiser.guided(x, timestep, cond, uncond, scale)),
+                     initial_noise(latent_shape, seeds, device, dtype), time_grid(steps),
+                     callback=None if on_step is None else (lambda i, v: on_step()))
     scheduler = make_scheduler(pipe, solver)
     scheduler.set_timesteps(steps, device=device)
     latents = initial_noise(latent_shape, seeds, device, dtype) * scheduler.init_noise_sigma
