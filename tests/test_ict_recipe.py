@@ -1,0 +1,69 @@
+"""iCT formulas, one by one (Song & Dhariwal 2023)."""
+
+import math
+
+import pytest
+import torch
+
+from consistency.recipe import (SIGMA_MAX, SIGMA_MIN, c_noise, discretization_steps, huber_c, karras_sigmas,
+                                loss_weights, lognormal_weights, pseudo_huber, scalings)
+
+
+def test_boundary_condition_holds_exactly():
+    c_skip, c_out, c_in = scalings(torch.tensor([SIGMA_MIN], dtype=torch.float32))
+    assert c_skip.item() == 1.0 and c_out.item() == 0.0
+    assert c_in.item() == pytest.approx(1 / math.sqrt(SIGMA_MIN**2 + 0.25))
+    c_skip, c_out, _ = scalings(torch.tensor([SIGMA_MAX], dtype=torch.float64))
+    assert c_skip.item() == pytest.approx(0.25 / ((SIGMA_MAX - SIGMA_MIN) ** 2 + 0.25))
+    assert 0.49 < c_out.item() < 0.5
+
+
+def test_curriculum_for_400k_iterations():
+    steps = [discretization_steps(k, 400_000) for k in range(0, 400_000, 1000)]
+    assert sorted(set(steps)) == [11, 21, 41, 81, 161, 321, 641, 1281]
+    assert discretization_steps(0, 400_000) == 11 and discretization_steps(399_999, 400_000) == 1281
+    assert steps == sorted(steps)
+    assert discretization_steps(50_000, 400_000) == 21  # K' = floor(400000 / 8) = 50000
+
+
+def test_karras_sigmas_ascend_from_sigma_min_to_sigma_max():
+    s = karras_sigmas(11)
+    assert s[0].item() == pytest.approx(SIGMA_MIN) and s[-1].item() == pytest.approx(SIGMA_MAX)
+    assert torch.all(s[1:] > s[:-1])
+    # rho = 7 spacing: the 7th roots are equally spaced
+    roots = s ** (1 / 7)
+    torch.testing.assert_close(roots[1:] - roots[:-1], torch.full((10,), (roots[-1] - roots[0]).item() / 10,
+                                                                   dtype=torch.float64))
+
+
+def test_lognormal_weights_positive_and_normalised():
+    for n in (11, 161, 1281):
+        w = lognormal_weights(karras_sigmas(n))
+        assert w.shape == (n - 1,) and torch.all(w > 0)
+        assert w.sum().item() == pytest.approx(1.0, abs=1e-12)
+    w = lognormal_weights(karras_sigmas(1281))
+    peak = karras_sigmas(1281)[w.argmax()]
+    assert 0.1 < peak.item() < 1.0  # the most probable bin lies near the median exp(P_mean) = 0.33
+
+
+def test_loss_weights_positive_and_largest_at_small_sigma():
+    lam = loss_weights(karras_sigmas(1281))
+    assert torch.all(lam > 0) and lam[0] > lam[-1]
+    assert lam.max().item() == pytest.approx(1 / (karras_sigmas(1281)[1] - SIGMA_MIN).item())
+
+
+def test_pseudo_huber_constant_and_per_sample_norm():
+    assert huber_c(3072) == pytest.approx(0.0299, abs=1e-4)
+    a, b = torch.zeros(2, 3, 2, 2), torch.zeros(2, 3, 2, 2)
+    b[0, 0, 0, 0], b[0, 1, 1, 1] = 3.0, 4.0  # per-sample norm 5, not elementwise
+    out = pseudo_huber(a, b, 0.5)
+    assert out.shape == (2,)
+    assert out[0].item() == pytest.approx(math.sqrt(25 + 0.25) - 0.5) and out[1].item() == 0.0
+
+
+def test_c_noise_is_diffusers_sigma_to_t():
+    from diffusers import CMStochasticIterativeScheduler
+
+    sched = CMStochasticIterativeScheduler()
+    sigmas = torch.tensor([0.002, 0.5, 80.0])
+    torch.testing.assert_close(c_noise(sigmas), torch.as_tensor(sched.sigma_to_t(sigmas), dtype=torch.float32))
