@@ -1,1 +1,1 @@
-"""Improved Consistency Training (iCT). Lands in a later issue."""
+"""Improved Consistency Training (iCT, Song & Dhariwal 2023): recipe, objective, sampling, diffusers export."""

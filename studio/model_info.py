@@ -14,7 +14,7 @@ from pathlib import Path
 from studio.backbone import is_pipeline_dir
 
 MODEL_INFO = "studio_model.json"
-KINDS = ("teacher", "2-rectified-flow", "one-step-student", "flow")
+KINDS = ("teacher", "2-rectified-flow", "one-step-student", "flow", "consistency")
 
 
 def write_model_info(pipe_dir, kind: str, steps: int, guidance: float, **extra) -> Path:

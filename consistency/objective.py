@@ -1,0 +1,81 @@
+"""The iCT loss for the shared training loop (Song & Dhariwal 2023, sec. 3; recipe in ``consistency.recipe``).
+
+At optimizer step k: N = N(k) Karras sigmas; i ~ the discretised lognormal over 1..N-1;
+one z ~ N(0, I) per sample; student f(x + sigma_{i+1} z, sigma_{i+1}); target the same network
+at (x + sigma_i z, sigma_i) under stop-gradient (no EMA teacher, iCT sec. 3.2); loss
+lambda(sigma_i) pseudo-Huber(student, target). Both passes draw the same dropout masks: the
+CPU (and CUDA) RNG state is saved before the student pass and restored before the target pass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from studio.method import Method
+
+from consistency.model import consistency_fn
+from consistency.recipe import (P_MEAN, P_STD, S0, S1, discretization_steps, huber_c, karras_sigmas, loss_weights,
+                                lognormal_weights, pseudo_huber)
+
+
+@contextlib.contextmanager
+def same_randomness(device: torch.device):
+    """Run the body twice-able: yields a function that restores the RNG state captured on entry."""
+    cpu = torch.get_rng_state()
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+
+    def restore():
+        torch.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state(cuda, device)
+
+    yield restore
+
+
+class ICTObjective(Method):
+    name = "ict"
+
+    def __init__(self, unet, data, total_steps: int, conditional: bool = False, s0: int = S0, s1: int = S1,
+                 p_mean: float = P_MEAN, p_std: float = P_STD):
+        self.unet, self.data = unet, data
+        self.total_steps, self.conditional = total_steps, conditional
+        self.s0, self.s1, self.p_mean, self.p_std = s0, s1, p_mean, p_std
+        self.on_step_start(0)
+
+    def trainable(self):
+        return {"unet": self.unet}
+
+    def dataset(self):
+        return self.data
+
+    def on_step_start(self, step: int) -> None:
+        """Curriculum: the sigmas, sampling weights and lambdas of N(step) (iCT sec. 3.4-3.5)."""
+        self.num_scales = discretization_steps(step, self.total_steps, self.s0, self.s1)
+        self.sigmas = karras_sigmas(self.num_scales)
+        self.cdf = torch.cumsum(lognormal_weights(self.sigmas, self.p_mean, self.p_std), 0)
+        self.lambdas = loss_weights(self.sigmas)
+
+    def draw_indices(self, u: torch.Tensor) -> torch.Tensor:
+        """i in 0..N-2 from uniforms by the inverse CDF of the lognormal weights."""
+        return torch.searchsorted(self.cdf, u.double().cpu().clamp(max=float(self.cdf[-1]) - 1e-12)).clamp(
+            max=self.num_scales - 2)
+
+    def loss(self, modules, batch, rand):
+        x = batch["pixels"]
+        unet = modules["unet"]
+        labels = batch["label"].to(x.device) if self.conditional else None
+        i = self.draw_indices(rand.rand())
+        z = rand.randn(*x.shape[1:]).to(x.dtype)
+        s_i = self.sigmas[i].float().to(x.device)
+        s_next = self.sigmas[i + 1].float().to(x.device)
+        col = (-1,) + (1,) * (x.ndim - 1)
+        with same_randomness(x.device) as restore:
+            student = consistency_fn(unet, x + s_next.reshape(col) * z, s_next, labels)
+            restore()
+            with torch.no_grad():
+                target = consistency_fn(unet, x + s_i.reshape(col) * z, s_i, labels)
+        lam = self.lambdas[i].float().to(x.device)
+        d = pseudo_huber(student, target, huber_c(x[0].numel()))
+        return torch.mean(lam * d), {"num_scales": float(self.num_scales)}
