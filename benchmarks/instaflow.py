@@ -28,6 +28,7 @@ from studio.backbone import is_pipeline_dir, load_pipeline
 from studio.data import FASHION_MNIST_CLASSES, class_prompts
 from studio.fid.run import FIDConfig, FIDOptions, FIDStatsConfig, compute_fid, compute_stats
 from studio.images import make_grid, save_png
+from studio.model_info import MODEL_INFO, write_model_info
 from studio.sampling import generate
 from studio.teacher import TeacherConfig, train_teacher
 from studio.train_config import TrainerConfig
@@ -78,6 +79,8 @@ def export(dest: Path) -> None:
         shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("train", "stages", "logs", "*.tmp", "bench_*"))
         shutil.rmtree(dest / name, ignore_errors=True)
         tmp.rename(dest / name)
+        if not (dest / name / MODEL_INFO).is_file():  # a teacher trained before studio_model.json existed
+            write_model_info(dest / name, "teacher", steps=25, guidance=5.0, dataset="fashion-mnist")
         print(f"exported {src} -> {dest / name}")
 
 
