@@ -1,1 +1,1 @@
-"""FID that works offline and agrees with the reference implementations (issue 3, in progress)."""
+"""FID that works offline and agrees with the reference implementations (torch-fidelity, torchmetrics)."""
