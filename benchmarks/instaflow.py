@@ -5,8 +5,13 @@
 Stages (each resumable; outputs under runs/bench/instaflow, rerun the command to continue):
 teacher (runs/bench/teacher, trained with the default recipe if missing) -> pairs from the
 teacher (25-step DPM-Solver++, guidance 5) -> 2-RF -> pairs from the 2-RF (25 Euler steps,
-guidance 1.5) -> one-step student (l2) -> FID rows against the full Fashion-MNIST test split
-(10,000 images) -> speed (median over repeats, models alternated) -> straightness.
+guidance --rf-guidance) -> one-step student (l2) -> FID rows against the full Fashion-MNIST test
+split (10,000 images) -> speed (median over repeats, models alternated) -> straightness.
+
+--rf-guidance defaults to 1.0 (no CFG on the 2-RF), not InstaFlow's 1.5: the teacher's couplings
+already carry guidance 5, and on this teacher the 2-RF's FID rises with more guidance
+(10 Euler steps, N=1000: 62.4 at 1.0, 67.3 at 1.5, 75.9 at 2.5, 87.7 at 4.0; runs/diag/sweep.py).
+FID rows are cached per model, steps, guidance and N under runs/bench/instaflow/fid.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from studio.backbone import is_pipeline_dir, load_pipeline
 from studio.data import FASHION_MNIST_CLASSES, class_prompts
 from studio.fid.run import FIDConfig, FIDOptions, FIDStatsConfig, compute_fid, compute_stats
 from studio.images import make_grid, save_png
-from studio.model_info import MODEL_INFO, write_model_info
+from studio.model_info import MODEL_INFO, read_model_info, write_model_info
 from studio.sampling import generate
 from studio.teacher import TeacherConfig, train_teacher
 from studio.train_config import TrainerConfig
@@ -51,12 +56,14 @@ def stages(a) -> dict:
                                                            warmup_steps=100, lr_schedule="cosine", ema_decay=0.999,
                                                            checkpoint_every=250, resume="latest")))
     t2 = time.perf_counter()
-    generate_pairs(PairsConfig(teacher=str(rf), num=a.pairs, steps=25, solver="euler", guidance=1.5,
-                               seed=10**6, batch_size=128, out=str(ROOT / "pairs-2rf")))
+    _recommend_guidance(rf, a.rf_guidance)
+    pairs2 = ROOT / f"pairs-2rf-g{a.rf_guidance:g}"
+    generate_pairs(PairsConfig(teacher=str(rf), num=a.pairs, steps=25, solver="euler", guidance=a.rf_guidance,
+                               seed=10**6, batch_size=128, out=str(pairs2)))
     t3 = time.perf_counter()
-    student = ROOT / "student"
+    student = student_dir(a)
     if not is_pipeline_dir(student):
-        train_student(DistillConfig(init=str(rf), pairs=str(ROOT / "pairs-2rf"), out=str(student), loss="l2",
+        train_student(DistillConfig(init=str(rf), pairs=str(pairs2), out=str(student), loss="l2",
                                     train=TrainerConfig(steps=a.student_steps, batch_size=a.batch, lr=1e-4,
                                                         warmup_steps=100, lr_schedule="cosine", ema_decay=0.999,
                                                         checkpoint_every=250, resume="latest")))
@@ -71,9 +78,22 @@ def stages(a) -> dict:
     return spent
 
 
-def export(dest: Path) -> None:
+def student_dir(a) -> Path:
+    return ROOT / f"student-g{a.rf_guidance:g}"
+
+
+def _recommend_guidance(rf: Path, guidance: float) -> None:
+    """Record the guidance the 2-RF is sampled with here as its recommended setting."""
+    info = read_model_info(rf)
+    if info.get("guidance") != guidance:
+        kind, steps = info.pop("kind"), info.pop("steps")
+        info.pop("guidance", None)
+        write_model_info(rf, kind, steps=steps, guidance=guidance, **info)
+
+
+def export(dest: Path, student: Path) -> None:
     """The three pipelines without their training state (checkpoints, logs, stage folders)."""
-    for src, name in ((TEACHER, "teacher"), (ROOT / "2rf", "2-rectified-flow"), (ROOT / "student", "student")):
+    for src, name in ((TEACHER, "teacher"), (ROOT / "2rf", "2-rectified-flow"), (student, "student")):
         tmp = dest / f".{name}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("train", "stages", "logs", "*.tmp", "bench_*"))
@@ -85,14 +105,14 @@ def export(dest: Path) -> None:
 
 
 def rows(a) -> list[dict]:
-    rf, student = str(ROOT / "2rf"), str(ROOT / "student")
+    rf, student, g = str(ROOT / "2rf"), str(student_dir(a)), a.rf_guidance
     return [
         {"name": "teacher 25-step CFG", "model": str(TEACHER), "steps": 25, "guidance": 5.0, "n": a.n_main},
         {"name": "teacher 1-step CFG", "model": str(TEACHER), "steps": 1, "guidance": 5.0, "n": a.n_other},
-        {"name": "2-RF 25-step", "model": rf, "steps": 25, "guidance": 1.5, "n": a.n_other},
-        {"name": "2-RF 4-step", "model": rf, "steps": 4, "guidance": 1.5, "n": a.n_other},
-        {"name": "2-RF 2-step", "model": rf, "steps": 2, "guidance": 1.5, "n": a.n_other},
-        {"name": "2-RF 1-step", "model": rf, "steps": 1, "guidance": 1.5, "n": a.n_other},
+        {"name": "2-RF 25-step", "model": rf, "steps": 25, "guidance": g, "n": a.n_other},
+        {"name": "2-RF 4-step", "model": rf, "steps": 4, "guidance": g, "n": a.n_other},
+        {"name": "2-RF 2-step", "model": rf, "steps": 2, "guidance": g, "n": a.n_other},
+        {"name": "2-RF 1-step", "model": rf, "steps": 1, "guidance": g, "n": a.n_other},
         {"name": "student 1-step", "model": student, "steps": 1, "guidance": 1.0, "n": a.n_main},
     ]
 
@@ -102,7 +122,7 @@ def fid_rows(table: list[dict]) -> None:
     if not ref.is_file():
         compute_stats(FIDStatsConfig(spec="fashion-mnist:test", out=str(ref), opts=FIDOptions(num=0)))
     for row in table:
-        out = ROOT / "fid" / (row["name"].replace(" ", "_") + ".json")
+        out = ROOT / "fid" / f"{Path(row['model']).name}_{row['steps']}step_g{row['guidance']:g}_n{row['n']}.json"
         if not out.is_file():
             compute_fid(FIDConfig(real=str(ref), fake=row["model"], out=str(out),
                                   opts=FIDOptions(num=row["n"], steps=row["steps"], guidance=row["guidance"])))
@@ -153,6 +173,7 @@ def main() -> None:
     p.add_argument("--rf-steps", type=int, default=2000)
     p.add_argument("--student-steps", type=int, default=2000)
     p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--rf-guidance", type=float, default=1.0, help="guidance of the 2-RF rows and its pairs")
     p.add_argument("--n-main", type=int, default=5000)
     p.add_argument("--n-other", type=int, default=2000)
     p.add_argument("--repeats", type=int, default=5)
@@ -162,7 +183,7 @@ def main() -> None:
     a = p.parse_args()
     timing = stages(a)
     if a.export:
-        export(Path(a.export))
+        export(Path(a.export), student_dir(a))
     if a.stages_only:
         return
     table = rows(a)
@@ -171,10 +192,8 @@ def main() -> None:
     straight = {
         "teacher (guidance 5.0)": measure(load_pipeline(str(TEACHER)), class_prompts(FASHION_MNIST_CLASSES),
                                           num=64, steps=25, guidance=5.0),
-        "2-RF (guidance 1.5)": measure(load_pipeline(str(ROOT / "2rf")), class_prompts(FASHION_MNIST_CLASSES),
-                                       num=64, steps=25, guidance=1.5),
-        "2-RF (guidance 1.0)": measure(load_pipeline(str(ROOT / "2rf")), class_prompts(FASHION_MNIST_CLASSES),
-                                       num=64, steps=25, guidance=1.0),
+        **{f"2-RF (guidance {g:g})": measure(load_pipeline(str(ROOT / "2rf")), class_prompts(FASHION_MNIST_CLASSES),
+                                             num=64, steps=25, guidance=g) for g in sorted({1.5, a.rf_guidance})},
     }
     by = {r["name"]: r for r in table}
     teacher25, student = by["teacher 25-step CFG"], by["student 1-step"]

@@ -1,0 +1,245 @@
+"""``studio cda recover``: synthesise IPC images per class from the teacher (SRe2L "recover",
+with CDA's crop curriculum).
+
+Per unit (IPC index i, group of classes): a batch holding one image of each class in the group
+is optimised for ``--iterations`` steps on the shared loop with
+
+    loss = CE(teacher(A(x)), y) + r_bn * R_BN                     (SRe2L Sec. 3.2; CDA Sec. 3)
+
+A = RandomResizedCrop(scale=(a(t), 1)) with a(t) from :mod:`distill.cda.curriculum`, then a flip
+and a random roll; Adam betas (0.5, 0.9), cosine LR without warm-up, pixels clamped to [-1, 1]
+after every step (the authors' ``clip``). Deviation: lossless PNG output; the paper saved JPEG.
+
+Layout of OUT: ``<class>/ipc_0000.png`` (one folder per class, loadable by the studio's image-
+folder loader), ``manifest.json`` (settings, classes, finished units, losses, ms/iteration) and
+``.work/`` (checkpoints of the unit in progress). A finished unit is never recomputed; a killed
+unit resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import statistics
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from studio import StudioError
+from studio.data.captioned import CAPTION_TEMPLATES, caption
+from studio.distributed import process_state
+from studio.images import save_png, to_uint8
+from studio.method import Method
+from studio.randomness import stream_seed
+from studio.train_config import TrainerConfig
+from studio.trainer import train
+
+from distill.cda.augment import random_flip, random_resized_crop, roll_jitter
+from distill.cda.bn_matching import BNStatsLoss
+from distill.cda.classifier import load_classifier
+from distill.cda.config import RecoverConfig
+from distill.cda.curriculum import MAX_SCALE, SCHEDULES, crop_scale_lower_bound
+
+MANIFEST = "manifest.json"
+# settings that change what a unit produces; a rerun into OUT with other values is refused
+_KEYED = ("teacher", "iterations", "curriculum", "milestone", "lr", "r_bn", "first_bn_multiplier", "jitter",
+          "classes_per_batch", "init", "seed")
+
+
+def folder_name(class_name: str) -> str:
+    """A class name as a folder name ('t-shirt/top' -> 't-shirt-top')."""
+    return re.sub(r"[^\w.\- ]+", "-", class_name).strip(" .") or "class"
+
+
+class SyntheticImages(nn.Module):
+    def __init__(self, init: torch.Tensor):
+        super().__init__()
+        self.pixels = nn.Parameter(init.clone())
+
+    def forward(self) -> torch.Tensor:
+        return self.pixels
+
+
+class _Targets:
+    """The loop's dataset: every batch is the unit's class labels."""
+
+    def __init__(self, targets: torch.Tensor):
+        self.targets = targets
+
+    def __len__(self) -> int:
+        return 1
+
+    def batch(self, indices) -> dict:
+        return {"target": self.targets}
+
+
+class Recovery(Method):
+    name = "recover"
+
+    def __init__(self, teacher: nn.Module, init: torch.Tensor, targets: torch.Tensor, cfg: RecoverConfig):
+        self.teacher, self.cfg = teacher.eval(), cfg
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+        self.images = SyntheticImages(init)
+        self.targets = targets
+        self.bn = BNStatsLoss(self.teacher, cfg.first_bn_multiplier)
+        self.step = 0
+
+    def trainable(self):
+        return {"images": self.images}
+
+    def dataset(self):
+        return _Targets(self.targets)
+
+    def setup(self, device):
+        self.teacher.to(device)
+
+    def on_step_start(self, step):
+        self.step = step
+
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        lo = crop_scale_lower_bound(self.cfg.curriculum, self.step, self.cfg.iterations, self.cfg.milestone)
+        x = random_resized_crop(x, x.shape[-1], (lo, MAX_SCALE))
+        return roll_jitter(random_flip(x), self.cfg.jitter)
+
+    def loss(self, modules, batch, rand):
+        logits = self.teacher(self.augment(modules["images"]()))
+        ce = F.cross_entropy(logits.float(), batch["target"])
+        bn = self.bn.value()
+        return ce + self.cfg.r_bn * bn, {"ce": float(ce), "bn": float(bn)}
+
+    def on_step_end(self, step, logs):
+        with torch.no_grad():
+            self.images.pixels.clamp_(-1.0, 1.0)
+        self.last = logs
+
+
+def _check(cfg: RecoverConfig) -> None:
+    if not cfg.teacher:
+        raise StudioError("give the teacher: studio cda recover --teacher runs/cda/teacher")
+    if cfg.ipc < 1 or cfg.iterations < 1 or cfg.checkpoint_every < 1:
+        raise StudioError("--ipc, --iterations and --checkpoint-every must be at least 1")
+    if cfg.curriculum not in SCHEDULES:
+        raise StudioError(f"unknown --curriculum {cfg.curriculum!r}; use one of {', '.join(SCHEDULES)}")
+    if not 0.0 <= cfg.milestone <= 1.0:
+        raise StudioError(f"--milestone must be in [0, 1], got {cfg.milestone}")
+    if cfg.lr <= 0 or cfg.r_bn < 0 or cfg.jitter < 0:
+        raise StudioError("--lr must be > 0, --r-bn and --jitter >= 0")
+    if not (cfg.init == "noise" or cfg.init.startswith("generator:")):
+        raise StudioError(f"--init {cfg.init!r}: use noise or generator:PIPELINE_DIR")
+
+
+def _manifest(out: Path, cfg: RecoverConfig, classes: list[str], meta: dict) -> dict:
+    path = out / MANIFEST
+    settings = {k: getattr(cfg, k) for k in _KEYED}
+    if path.is_file():
+        try:
+            man = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            raise StudioError(f"{path} is corrupt; move it away (finished PNGs are kept) and rerun") from None
+        if man.get("settings") != settings:
+            diff = [k for k in _KEYED if man.get("settings", {}).get(k) != settings[k]]
+            raise StudioError(f"{out} was recovered with other settings ({', '.join(diff)}); "
+                              "use another --out or the same settings")
+        return man
+    return {"settings": settings, "classes": classes, "folders": [folder_name(c) for c in classes],
+            "resolution": meta["resolution"], "teacher_arch": meta["arch"], "teacher_width": meta.get("width", 64),
+            "format": "png (lossless; the paper saved JPEG)", "units": {}}
+
+
+def _write_manifest(out: Path, man: dict) -> None:
+    tmp = out / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(man, indent=2))
+    os.replace(tmp, out / MANIFEST)
+
+
+def _init_images(cfg: RecoverConfig, ipc_id: int, group: list[int], classes: list[str], res: int) -> torch.Tensor:
+    if cfg.init == "noise":
+        g = torch.Generator().manual_seed(stream_seed(cfg.seed, "cda-init", ipc_id, group[0]))
+        return torch.randn((len(group), 3, res, res), generator=g)
+    from studio.backbone import load_pipeline
+    from studio.model_info import sampling_settings
+    from studio.sampling import generate
+
+    src = cfg.init.split(":", 1)[1]
+    steps, guidance = sampling_settings(src)
+    prompts = [caption(CAPTION_TEMPLATES[0], classes[c]) for c in group]
+    imgs = generate(load_pipeline(src), prompts, steps=steps, guidance=guidance,
+                    seed=stream_seed(cfg.seed, "cda-gen", ipc_id) % 2**31)
+    x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() * 2 - 1
+    return F.interpolate(x, size=(res, res), mode="bilinear", antialias=True, align_corners=False).clamp(-1, 1)
+
+
+def run_recover(cfg: RecoverConfig) -> Path:
+    _check(cfg)
+    state = process_state()
+    if state.num_processes > 1:
+        raise StudioError("recover runs one process per IPC range: start one process per device with "
+                          "--ipc-start/--ipc-end into the same --out instead of accelerate launch")
+    teacher, meta = load_classifier(cfg.teacher)
+    classes, res = meta["class_names"], meta["resolution"]
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    man = _manifest(out, cfg, classes, meta)
+    _write_manifest(out, man)
+    end = cfg.ipc if cfg.ipc_end < 0 else min(cfg.ipc_end, cfg.ipc)
+    per = cfg.classes_per_batch or len(classes)
+    groups = [list(range(lo, min(lo + per, len(classes)))) for lo in range(0, len(classes), per)]
+    units = [(i, g) for i in range(cfg.ipc_start, end) for g in groups]
+    tcfg = TrainerConfig(steps=cfg.iterations, batch_size=1, lr=cfg.lr, lr_schedule="cosine", warmup_steps=0,
+                         adam_beta1=0.5, adam_beta2=0.9, weight_decay=0.0, max_grad_norm=0.0, ema_decay=0.0,
+                         mixed_precision=cfg.mixed_precision, checkpoint_every=cfg.checkpoint_every,
+                         checkpoints_limit=1, seed=cfg.seed, resume="latest", tracker="none", progress=False)
+    folders = man["folders"]
+    paths = lambda i, g: [out / folders[c] / f"ipc_{i:04d}.png" for c in g]  # noqa: E731
+    bar = tqdm(units, desc=f"recover {out.name}", unit="unit")
+    for ipc_id, group in bar:
+        key = f"ipc{ipc_id:04d}_c{group[0]:04d}-{group[-1]:04d}"
+        if all(p.is_file() for p in paths(ipc_id, group)):
+            continue
+        work = out / ".work" / key
+        method = Recovery(teacher, _init_images(cfg, ipc_id, group, classes, res), torch.tensor(group), cfg)
+        t0 = time.perf_counter()
+        result = train(method, tcfg, work)
+        method.bn.remove()
+        if result.interrupted:
+            raise StudioError(f"recovery interrupted in unit {key}; rerun the same command to resume")
+        ms = (time.perf_counter() - t0) * 1000 / cfg.iterations
+        pixels = result.modules["images"].pixels.detach().float().cpu()
+        for p, img in zip(paths(ipc_id, group), ((pixels + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).numpy()):
+            from PIL import Image
+
+            save_png(Image.fromarray(to_uint8(img)), p, {"studio": json.dumps({"ipc": ipc_id, "cda": asdict(cfg)})})
+        man["units"][key] = {**{k: round(v, 5) for k, v in method.last.items()}, "ms_per_iteration": round(ms, 2)}
+        _write_manifest(out, man)
+        shutil.rmtree(work, ignore_errors=True)
+        bar.set_postfix(ce=f"{method.last['ce']:.3f}", bn=f"{method.last['bn']:.3f}")
+    ms = [u["ms_per_iteration"] for u in man["units"].values()]
+    if ms:
+        man["median_ms_per_iteration"] = statistics.median(ms)
+        _write_manifest(out, man)
+    shutil.rmtree(out / ".work", ignore_errors=True)
+    return out
+
+
+def load_distilled(folder, class_names: list[str], resolution: int):
+    """A recovered (or any class-folder) set, with labels in the teacher's class order."""
+    from studio.data import load_image_folder
+    from studio.data.captioned import CaptionedImages
+
+    data = load_image_folder(folder, resolution=resolution)
+    wanted = {folder_name(c): k for k, c in enumerate(class_names)}
+    missing = [f for f in data.class_names if f not in wanted]
+    if missing:
+        raise StudioError(f"{folder}: class folders {missing[:3]} are not classes of the teacher "
+                          f"({', '.join(wanted)})")
+    remap = np.array([wanted[f] for f in data.class_names])
+    return CaptionedImages(data.images, remap[data.labels], data.captions, list(class_names), data.name)
