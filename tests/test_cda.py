@@ -248,6 +248,8 @@ def test_recovered_folder_loads_with_the_core_loader_in_teacher_order(random_tea
     # pixel round trip: the trouser image holds label 1
     k = int(np.flatnonzero(ordered.labels == 1)[0])
     assert np.array_equal(ordered.images[k], _png(out / "trouser" / "ipc_0000.png"))
+    with pytest.raises(StudioError, match="fewer than"):
+        load_distilled(out, CLASSES, 16, ipc=2)
     with pytest.raises(StudioError, match="other settings"):
         run_recover(_recover_cfg(random_teacher, tmp_path / "r", ipc=1, iterations=3, curriculum="none"))
 
@@ -278,7 +280,7 @@ def test_squeeze_recover_eval_end_to_end(fake_fmnist, tmp_path):
     teacher = run_squeeze(SqueezeConfig(data_dir=str(fake_fmnist), width=8, out=str(tmp_path / "teacher"), train=tc))
     meta = json.loads((teacher / "classifier.json").read_text())
     assert meta["test_top1"] >= 50.0  # the fake classes are bands at distinct rows: easy
-    distilled = run_recover(RecoverConfig(teacher=str(teacher), ipc=1, iterations=4, out=str(tmp_path / "ipc1"),
+    distilled = run_recover(RecoverConfig(teacher=str(teacher), ipc=2, iterations=4, out=str(tmp_path / "ipc2"),
                                           mixed_precision="no"))
     ec = TrainerConfig(steps=3, batch_size=10, ema_decay=0.0, max_grad_norm=0.0, tracker="none", progress=False,
                        mixed_precision="no")
@@ -286,9 +288,11 @@ def test_squeeze_recover_eval_end_to_end(fake_fmnist, tmp_path):
         rep = run_eval(EvalConfig(data=data, teacher=str(teacher), data_dir=str(fake_fmnist), ipc=1,
                                   out=str(tmp_path / "eval" / data.replace("/", "_")), train=ec))
         assert 0.0 <= rep["top1"] <= 100.0 and rep["steps"] == 3
-        assert rep["images"] == {"random": 10, "full": 64}.get(data, 10)
+        assert rep["images"] == {"random": 10, "full": 64}.get(data, 10)  # first 1 of the 2 per class
     saved = json.loads((tmp_path / "eval" / "full" / "result.json").read_text())
     assert saved["data"].startswith("full")
+    with pytest.raises(StudioError, match="needs --ipc"):
+        run_eval(EvalConfig(data="random", teacher=str(teacher), data_dir=str(fake_fmnist), train=ec))
     with pytest.raises(StudioError, match="not a folder"):
         run_eval(EvalConfig(data=str(tmp_path / "nope"), teacher=str(teacher), data_dir=str(fake_fmnist), train=ec))
 
@@ -305,3 +309,15 @@ def test_cda_commands_are_registered_and_fail_with_one_line(tmp_path, capsys):
     assert main(["cda", "recover", "--teacher", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "\n" not in err
+
+
+def test_generator_init_starts_from_the_pipelines_class_images(random_teacher, tiny_pipeline_dir, tmp_path):
+    from distill.cda.recover import _init_images
+
+    cfg = _recover_cfg(random_teacher, tmp_path / "g", ipc=1, iterations=1, init=f"generator:{tiny_pipeline_dir}")
+    init = _init_images(cfg, 0, [0, 1, 2], CLASSES, 16)
+    assert init.shape == (3, 3, 16, 16) and init.min() >= -1 and init.max() <= 1
+    assert not torch.allclose(init[0], init[1])  # one prompt and seed per class
+    assert torch.equal(init, _init_images(cfg, 0, [0, 1, 2], CLASSES, 16))  # reproducible
+    out = run_recover(cfg)
+    assert len(load_image_folder(out, resolution=16)) == 10

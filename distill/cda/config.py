@@ -65,7 +65,8 @@ class EvalConfig:
     dataset: str = field(default="fashion-mnist", metadata={"help": "real training set, for random/full"})
     data_dir: str = ""
     test_dataset: str = field(default="", metadata={"help": "held-out set (default: fashion-mnist:test)"})
-    ipc: int = field(default=10, metadata={"help": "images per class of the random real subset"})
+    ipc: int = field(default=0, metadata={"help": "images per class: the size of the random subset (required "
+                                                  "there); for a folder, only its first N per class (0: all)"})
     arch: str = field(default="", metadata={"help": "student architecture (default: the teacher's)"})
     width: int = field(default=0, metadata={"help": "student width (0: the teacher's)"})
     temperature: float = field(default=20.0, metadata={"help": "softmax temperature of the KL soft-label loss"})

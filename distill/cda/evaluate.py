@@ -96,10 +96,13 @@ def _training_set(cfg: EvalConfig, meta: dict) -> tuple[CaptionedImages, str]:
             raise StudioError(f"{cfg.dataset} classes differ from the teacher's")
         if cfg.data == "full":
             return real, f"full {cfg.dataset}"
+        if cfg.ipc < 1:
+            raise StudioError("--data random needs --ipc N (images per class), e.g. --ipc 10")
         return random_subset(real, cfg.ipc, cfg.train.seed), f"random real subset, {cfg.ipc}/class"
     if not Path(cfg.data).is_dir():
         raise StudioError(f"--data {cfg.data!r}: not a folder; give a distilled image folder, random or full")
-    return load_distilled(cfg.data, meta["class_names"], res), f"distilled {cfg.data}"
+    data = load_distilled(cfg.data, meta["class_names"], res, ipc=cfg.ipc)
+    return data, f"distilled {cfg.data}" + (f", first {cfg.ipc}/class" if cfg.ipc else "")
 
 
 def run_eval(cfg: EvalConfig) -> dict | None:

@@ -230,8 +230,9 @@ def run_recover(cfg: RecoverConfig) -> Path:
     return out
 
 
-def load_distilled(folder, class_names: list[str], resolution: int):
-    """A recovered (or any class-folder) set, with labels in the teacher's class order."""
+def load_distilled(folder, class_names: list[str], resolution: int, ipc: int = 0):
+    """A recovered (or any class-folder) set, with labels in the teacher's class order; ``ipc`` > 0
+    keeps the first ``ipc`` images of each class (file-name order: ipc_0000, ipc_0001, ...)."""
     from studio.data import load_image_folder
     from studio.data.captioned import CaptionedImages
 
@@ -242,4 +243,11 @@ def load_distilled(folder, class_names: list[str], resolution: int):
         raise StudioError(f"{folder}: class folders {missing[:3]} are not classes of the teacher "
                           f"({', '.join(wanted)})")
     remap = np.array([wanted[f] for f in data.class_names])
-    return CaptionedImages(data.images, remap[data.labels], data.captions, list(class_names), data.name)
+    keep = np.arange(len(data))
+    if ipc > 0:
+        counts = np.bincount(data.labels, minlength=len(data.class_names))
+        if counts.min() < ipc:
+            raise StudioError(f"{folder}: a class folder holds {counts.min()} images, fewer than --ipc {ipc}")
+        keep = np.concatenate([np.flatnonzero(data.labels == k)[:ipc] for k in range(len(data.class_names))])
+    return CaptionedImages(data.images[keep], remap[data.labels[keep]], [data.captions[i] for i in keep],
+                           list(class_names), data.name)
