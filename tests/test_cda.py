@@ -321,3 +321,19 @@ def test_generator_init_starts_from_the_pipelines_class_images(random_teacher, t
     assert torch.equal(init, _init_images(cfg, 0, [0, 1, 2], CLASSES, 16))  # reproducible
     out = run_recover(cfg)
     assert len(load_image_folder(out, resolution=16)) == 10
+
+
+def test_squeeze_loads_a_local_weights_file_instead_of_training(fake_fmnist, tmp_path):
+    from safetensors.torch import save_file
+
+    torch.manual_seed(1)
+    model = build_classifier("resnet18-small", 10, 8)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "w.safetensors"))
+    out = run_squeeze(SqueezeConfig(data_dir=str(fake_fmnist), width=8, weights=str(tmp_path / "w.safetensors"),
+                                    out=str(tmp_path / "t")))
+    loaded, meta = load_classifier(out)
+    assert meta["steps"] == 0 and 0 <= meta["test_top1"] <= 100 and (out / "config.json").is_file()
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+    with pytest.raises(StudioError, match="does not fit"):
+        run_squeeze(SqueezeConfig(data_dir=str(fake_fmnist), width=16, weights=str(tmp_path / "w.safetensors"),
+                                  out=str(tmp_path / "t2")))

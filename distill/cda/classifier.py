@@ -91,15 +91,23 @@ def load_classifier(path) -> tuple[nn.Module, dict]:
         raise StudioError(f"classifier weights not found: {weights}")
     meta = read_meta(path)
     model = build_classifier(meta["arch"], len(meta["class_names"]), meta.get("width", 64))
+    load_weights(model, weights, f"{meta['arch']} (width {meta.get('width', 64)})")
+    return model, meta
+
+
+def load_weights(model: nn.Module, weights, what: str) -> None:
+    """Load a safetensors state dict into ``model`` or stop with a one-line error."""
     try:
         state = load_file(str(weights))
     except Exception as e:  # safetensors raises its own error types for corrupt files
-        raise StudioError(f"cannot read {weights}: {e}") from None
-    missing, unexpected = model.load_state_dict(state, strict=False)
+        raise StudioError(f"cannot read {weights}: {str(e).splitlines()[0]}") from None
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError:  # size mismatches
+        missing, unexpected = ["(tensor shapes differ)"], []
     if missing or unexpected:
-        raise StudioError(f"{weights} does not fit {meta['arch']} (width {meta.get('width', 64)}): "
-                          f"{len(missing)} missing, {len(unexpected)} unexpected tensors")
-    return model, meta
+        raise StudioError(f"{weights} does not fit {what}: {len(missing)} missing or mis-shaped, "
+                          f"{len(unexpected)} unexpected tensors")
 
 
 @torch.no_grad()

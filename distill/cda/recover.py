@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -215,8 +216,6 @@ def run_recover(cfg: RecoverConfig) -> Path:
         ms = (time.perf_counter() - t0) * 1000 / cfg.iterations
         pixels = result.modules["images"].pixels.detach().float().cpu()
         for p, img in zip(paths(ipc_id, group), ((pixels + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).numpy()):
-            from PIL import Image
-
             save_png(Image.fromarray(to_uint8(img)), p, {"studio": json.dumps({"ipc": ipc_id, "cda": asdict(cfg)})})
         man["units"][key] = {**{k: round(v, 5) for k, v in method.last.items()}, "ms_per_iteration": round(ms, 2)}
         _write_manifest(out, man)

@@ -20,7 +20,7 @@ from studio.train_config import validate
 from studio.trainer import train, write_resolved_config
 
 from distill.cda.augment import random_flip
-from distill.cda.classifier import accuracy, build_classifier, save_classifier
+from distill.cda.classifier import accuracy, build_classifier, load_weights, save_classifier
 from distill.cda.config import SqueezeConfig
 
 
@@ -71,23 +71,15 @@ def run_squeeze(cfg: SqueezeConfig) -> Path | None:
     data = labelled(cfg.dataset, cfg.data_dir, cfg.resolution)
     model = build_classifier(cfg.arch, len(data.class_names), cfg.width)
     out, state = Path(cfg.out), process_state()
+    if state.is_main_process:
+        write_resolved_config(out, cfg)
     t0 = time.perf_counter()
     if cfg.weights:
-        from safetensors.torch import load_file
-
         if not Path(cfg.weights).is_file():
             raise StudioError(f"--weights {cfg.weights}: file not found")
-        try:
-            missing, unexpected = model.load_state_dict(load_file(cfg.weights), strict=False)
-        except Exception as e:
-            raise StudioError(f"cannot load --weights {cfg.weights}: {e}".splitlines()[0]) from None
-        if missing or unexpected:
-            raise StudioError(f"--weights {cfg.weights} does not fit --arch {cfg.arch} --width {cfg.width}: "
-                              f"{len(missing)} missing, {len(unexpected)} unexpected tensors")
+        load_weights(model, cfg.weights, f"--arch {cfg.arch} --width {cfg.width}")
         steps = 0
     else:
-        if state.is_main_process:
-            write_resolved_config(out, cfg)
         result = train(ClassifierTraining(model, data), cfg.train, out / "train")
         if result.interrupted:
             return None
