@@ -254,8 +254,14 @@ def test_recovered_folder_loads_with_the_core_loader_in_teacher_order(random_tea
         run_recover(_recover_cfg(random_teacher, tmp_path / "r", ipc=1, iterations=3, curriculum="none"))
 
 
+def test_three_channel_recovery_of_a_random_teacher_is_in_colour(random_teacher, tmp_path):
+    out = run_recover(_recover_cfg(random_teacher, tmp_path / "c", ipc=1, iterations=2))
+    img = load_image_folder(out, resolution=16).images
+    assert not np.array_equal(img[..., 0], img[..., 1])  # no "channels" in its meta: 3 free channels
+
+
 def test_bad_recover_arguments_are_one_line_errors(random_teacher, tmp_path):
-    for kw, msg in ((dict(curriculum="exp"), "curriculum"), (dict(milestone=1.5), "milestone"),
+    for kw, msg in ((dict(channels="2"), "channels"), (dict(curriculum="exp"), "curriculum"), (dict(milestone=1.5), "milestone"),
                     (dict(init="photos"), "init"), (dict(ipc=0), "ipc")):
         with pytest.raises(StudioError, match=msg):
             run_recover(_recover_cfg(random_teacher, tmp_path / "x", **kw))
@@ -280,8 +286,11 @@ def test_squeeze_recover_eval_end_to_end(fake_fmnist, tmp_path):
     teacher = run_squeeze(SqueezeConfig(data_dir=str(fake_fmnist), width=8, out=str(tmp_path / "teacher"), train=tc))
     meta = json.loads((teacher / "classifier.json").read_text())
     assert meta["test_top1"] >= 50.0  # the fake classes are bands at distinct rows: easy
+    assert meta["channels"] == 1  # Fashion-MNIST is grayscale
     distilled = run_recover(RecoverConfig(teacher=str(teacher), ipc=2, iterations=4, out=str(tmp_path / "ipc2"),
                                           mixed_precision="no"))
+    gray = load_image_folder(distilled).images  # channels auto: one channel repeated, like the data
+    assert np.array_equal(gray[..., 0], gray[..., 1]) and np.array_equal(gray[..., 0], gray[..., 2])
     ec = TrainerConfig(steps=3, batch_size=10, ema_decay=0.0, max_grad_norm=0.0, tracker="none", progress=False,
                        mixed_precision="no")
     for data in (str(distilled), "random", "full"):

@@ -49,6 +49,7 @@ class RecoverConfig:
     first_bn_multiplier: float = 10.0
     jitter: int = field(default=4, metadata={"help": "random roll of up to this many pixels"})
     classes_per_batch: int = field(default=0, metadata={"help": "0: all classes in one batch"})
+    channels: str = field(default="auto", metadata={"help": "auto (1 if the teacher's data is grayscale), 1 or 3"})
     init: str = field(default="noise", metadata={"help": "noise, or generator:PIPELINE_DIR to start from a "
                                                          "studio model's 'a photo of a {class}' images"})
     seed: int = 0

@@ -8,7 +8,10 @@ is optimised for ``--iterations`` steps on the shared loop with
 
 A = RandomResizedCrop(scale=(a(t), 1)) with a(t) from :mod:`distill.cda.curriculum`, then a flip
 and a random roll; Adam betas (0.5, 0.9), cosine LR without warm-up, pixels clamped to [-1, 1]
-after every step (the authors' ``clip``). Deviation: lossless PNG output; the paper saved JPEG.
+after every step (the authors' ``clip``). Deviations: lossless PNG output (the paper saved JPEG);
+for a teacher trained on grayscale data (``channels`` 1 in classifier.json) the images are one
+channel repeated to three, so the synthetic set stays in the data's colour space (the papers
+only distil RGB sets); ``--channels 3`` optimises three free channels.
 
 Layout of OUT: ``<class>/ipc_0000.png`` (one folder per class, loadable by the studio's image-
 folder loader), ``manifest.json`` (settings, classes, finished units, losses, ms/iteration) and
@@ -52,7 +55,7 @@ from distill.cda.curriculum import MAX_SCALE, SCHEDULES, crop_scale_lower_bound
 MANIFEST = "manifest.json"
 # settings that change what a unit produces; a rerun into OUT with other values is refused
 _KEYED = ("teacher", "iterations", "curriculum", "milestone", "lr", "r_bn", "first_bn_multiplier", "jitter",
-          "classes_per_batch", "init", "seed")
+          "classes_per_batch", "channels", "init", "seed")
 
 
 def folder_name(class_name: str) -> str:
@@ -61,12 +64,14 @@ def folder_name(class_name: str) -> str:
 
 
 class SyntheticImages(nn.Module):
+    """The optimised pixels, (B, C, H, W) with C = 1 (shown to the teacher as 3 equal channels) or 3."""
+
     def __init__(self, init: torch.Tensor):
         super().__init__()
         self.pixels = nn.Parameter(init.clone())
 
     def forward(self) -> torch.Tensor:
-        return self.pixels
+        return self.pixels.expand(-1, 3, -1, -1) if self.pixels.shape[1] == 1 else self.pixels
 
 
 class _Targets:
@@ -134,6 +139,8 @@ def _check(cfg: RecoverConfig) -> None:
         raise StudioError(f"--milestone must be in [0, 1], got {cfg.milestone}")
     if cfg.lr <= 0 or cfg.r_bn < 0 or cfg.jitter < 0:
         raise StudioError("--lr must be > 0, --r-bn and --jitter >= 0")
+    if cfg.channels not in ("auto", "1", "3"):
+        raise StudioError(f"--channels must be auto, 1 or 3, got {cfg.channels!r}")
     if not (cfg.init == "noise" or cfg.init.startswith("generator:")):
         raise StudioError(f"--init {cfg.init!r}: use noise or generator:PIPELINE_DIR")
 
@@ -162,10 +169,11 @@ def _write_manifest(out: Path, man: dict) -> None:
     os.replace(tmp, out / MANIFEST)
 
 
-def _init_images(cfg: RecoverConfig, ipc_id: int, group: list[int], classes: list[str], res: int) -> torch.Tensor:
+def _init_images(cfg: RecoverConfig, ipc_id: int, group: list[int], classes: list[str], res: int,
+                 channels: int = 3) -> torch.Tensor:
     if cfg.init == "noise":
         g = torch.Generator().manual_seed(stream_seed(cfg.seed, "cda-init", ipc_id, group[0]))
-        return torch.randn((len(group), 3, res, res), generator=g)
+        return torch.randn((len(group), channels, res, res), generator=g)
     from studio.backbone import load_pipeline
     from studio.model_info import sampling_settings
     from studio.sampling import generate
@@ -176,6 +184,8 @@ def _init_images(cfg: RecoverConfig, ipc_id: int, group: list[int], classes: lis
     imgs = generate(load_pipeline(src), prompts, steps=steps, guidance=guidance,
                     seed=stream_seed(cfg.seed, "cda-gen", ipc_id) % 2**31)
     x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() * 2 - 1
+    if channels == 1:
+        x = x.mean(1, keepdim=True)
     return F.interpolate(x, size=(res, res), mode="bilinear", antialias=True, align_corners=False).clamp(-1, 1)
 
 
@@ -187,6 +197,7 @@ def run_recover(cfg: RecoverConfig) -> Path:
                           "--ipc-start/--ipc-end into the same --out instead of accelerate launch")
     teacher, meta = load_classifier(cfg.teacher)
     classes, res = meta["class_names"], meta["resolution"]
+    channels = meta.get("channels", 3) if cfg.channels == "auto" else int(cfg.channels)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     man = _manifest(out, cfg, classes, meta)
@@ -198,7 +209,8 @@ def run_recover(cfg: RecoverConfig) -> Path:
     tcfg = TrainerConfig(steps=cfg.iterations, batch_size=1, lr=cfg.lr, lr_schedule="cosine", warmup_steps=0,
                          adam_beta1=0.5, adam_beta2=0.9, weight_decay=0.0, max_grad_norm=0.0, ema_decay=0.0,
                          mixed_precision=cfg.mixed_precision, checkpoint_every=cfg.checkpoint_every,
-                         checkpoints_limit=1, seed=cfg.seed, resume="latest", tracker="none", progress=False)
+                         checkpoints_limit=1, log_every=cfg.iterations, seed=cfg.seed, resume="latest",
+                         tracker="none", progress=False)
     folders = man["folders"]
     paths = lambda i, g: [out / folders[c] / f"ipc_{i:04d}.png" for c in g]  # noqa: E731
     bar = tqdm(units, desc=f"recover {out.name}", unit="unit")
@@ -207,14 +219,14 @@ def run_recover(cfg: RecoverConfig) -> Path:
         if all(p.is_file() for p in paths(ipc_id, group)):
             continue
         work = out / ".work" / key
-        method = Recovery(teacher, _init_images(cfg, ipc_id, group, classes, res), torch.tensor(group), cfg)
+        method = Recovery(teacher, _init_images(cfg, ipc_id, group, classes, res, channels), torch.tensor(group), cfg)
         t0 = time.perf_counter()
         result = train(method, tcfg, work)
         method.bn.remove()
         if result.interrupted:
             raise StudioError(f"recovery interrupted in unit {key}; rerun the same command to resume")
         ms = (time.perf_counter() - t0) * 1000 / cfg.iterations
-        pixels = result.modules["images"].pixels.detach().float().cpu()
+        pixels = result.modules["images"]().detach().float().cpu()
         for p, img in zip(paths(ipc_id, group), ((pixels + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).numpy()):
             save_png(Image.fromarray(to_uint8(img)), p, {"studio": json.dumps({"ipc": ipc_id, "cda": asdict(cfg)})})
         man["units"][key] = {**{k: round(v, 5) for k, v in method.last.items()}, "ms_per_iteration": round(ms, 2)}

@@ -53,6 +53,14 @@ class ClassifierTraining(Method):
         return loss, {"train_acc": float((logits.argmax(1) == batch["label"]).float().mean())}
 
 
+def _channels(data) -> int:
+    """1 when every training image is grayscale (Fashion-MNIST, or a folder of gray images), else 3."""
+    imgs = data.images
+    if imgs.shape[-1] == 1:
+        return 1
+    return 1 if bool((imgs[..., :1] == imgs).all()) else 3
+
+
 def default_test_set(dataset: str, test_dataset: str) -> str:
     if test_dataset:
         return test_dataset
@@ -85,7 +93,7 @@ def run_squeeze(cfg: SqueezeConfig) -> Path | None:
             return None
         model, steps = result.modules["model"], result.step
     meta = {"arch": cfg.arch, "width": cfg.width, "class_names": list(data.class_names),
-            "resolution": cfg.resolution, "dataset": cfg.dataset, "steps": steps,
+            "resolution": cfg.resolution, "channels": _channels(data), "dataset": cfg.dataset, "steps": steps,
             "train_seconds": round(time.perf_counter() - t0, 1), "input_range": [-1, 1]}
     test = default_test_set(cfg.dataset, cfg.test_dataset)
     if state.is_main_process:
