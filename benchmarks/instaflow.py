@@ -9,8 +9,8 @@ guidance --rf-guidance) -> one-step student (l2) -> FID rows against the full Fa
 split (10,000 images) -> speed (median over repeats, models alternated) -> straightness.
 
 --rf-guidance defaults to 1.0 (no CFG on the 2-RF), not InstaFlow's 1.5: the teacher's couplings
-already carry guidance 5, and on this teacher the 2-RF's FID rises with more guidance
-(10 Euler steps, N=1000: 62.4 at 1.0, 67.3 at 1.5, 75.9 at 2.5, 87.7 at 4.0; runs/diag/sweep.py).
+already carry guidance 5, and on this teacher the 2-RF's FID rises with more guidance (the
+"guidance_sweep" block of the result: 10 Euler steps, N=1000, beside the teacher at N=1000).
 FID rows are cached per model, steps, guidance and N under runs/bench/instaflow/fid.
 """
 
@@ -71,7 +71,9 @@ def stages(a) -> dict:
     # seconds of the stages that ran in this invocation; a resumed run keeps earlier figures
     path = ROOT / "stage_seconds.json"
     spent = json.loads(path.read_text()) if path.is_file() else {}
-    for key, s in (("pairs_teacher", t1 - t0), ("train_2rf", t2 - t1), ("pairs_2rf", t3 - t2), ("distill", t4 - t3)):
+    g = f"g{a.rf_guidance:g}"
+    for key, s in (("pairs_teacher", t1 - t0), ("train_2rf", t2 - t1), (f"pairs_2rf_{g}", t3 - t2),
+                   (f"distill_{g}", t4 - t3)):
         if s > 30:
             spent[key] = spent.get(key, 0.0) + round(s, 1)
     path.write_text(json.dumps(spent, indent=2))
@@ -115,6 +117,14 @@ def rows(a) -> list[dict]:
         {"name": "2-RF 1-step", "model": rf, "steps": 1, "guidance": g, "n": a.n_other},
         {"name": "student 1-step", "model": student, "steps": 1, "guidance": 1.0, "n": a.n_main},
     ]
+
+
+def sweep_rows() -> list[dict]:
+    """The 2-RF's FID against its guidance (10 Euler steps, N=1000), and the teacher at the same N."""
+    rf = str(ROOT / "2rf")
+    return [{"name": "teacher 25-step CFG", "model": str(TEACHER), "steps": 25, "guidance": 5.0, "n": 1000}] + [
+        {"name": f"2-RF 10-step g{g:g}", "model": rf, "steps": 10, "guidance": g, "n": 1000}
+        for g in (1.0, 1.5, 2.5, 4.0)]
 
 
 def fid_rows(table: list[dict]) -> None:
@@ -188,6 +198,8 @@ def main() -> None:
         return
     table = rows(a)
     fid_rows(table)
+    sweep = sweep_rows()
+    fid_rows(sweep)
     speed(table, a.repeats, images=64)
     straight = {
         "teacher (guidance 5.0)": measure(load_pipeline(str(TEACHER)), class_prompts(FASHION_MNIST_CLASSES),
@@ -209,6 +221,7 @@ def main() -> None:
         "command": "python benchmarks/instaflow.py",
         "fid_reference": "Fashion-MNIST test split, all 10,000 images; FID protocol of studio.fid (tf-bilinear)",
         "rows": table,
+        "guidance_sweep": sweep,
         "straightness": straight,
         "step0_2rf_loss_by_output_sign": init_losses(),
         "goals": {
