@@ -346,3 +346,14 @@ def test_squeeze_loads_a_local_weights_file_instead_of_training(fake_fmnist, tmp
     with pytest.raises(StudioError, match="does not fit"):
         run_squeeze(SqueezeConfig(data_dir=str(fake_fmnist), width=16, weights=str(tmp_path / "w.safetensors"),
                                   out=str(tmp_path / "t2")))
+
+
+def test_ipc_ranges_share_one_output_folder(random_teacher, tmp_path):
+    out = tmp_path / "shared"
+    (out / ".work" / "other-process-unit").mkdir(parents=True)  # another range still working
+    run_recover(_recover_cfg(random_teacher, out, iterations=2, ipc=2, ipc_start=1, ipc_end=2))
+    assert (out / ".work" / "other-process-unit").is_dir()  # not removed under the other process
+    run_recover(_recover_cfg(random_teacher, out, iterations=2, ipc=2, ipc_start=0, ipc_end=1))
+    man = json.loads((out / "manifest.json").read_text())
+    assert sorted(man["units"]) == ["ipc0000_c0000-0009", "ipc0001_c0000-0009"]
+    assert len(load_image_folder(out, resolution=16)) == 20

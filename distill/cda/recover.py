@@ -21,6 +21,7 @@ unit resumes from its last checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -38,6 +39,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from studio import StudioError
+from studio.checkpoints import list_checkpoints
 from studio.data.captioned import CAPTION_TEMPLATES, caption
 from studio.distributed import process_state
 from studio.images import save_png, to_uint8
@@ -164,9 +166,16 @@ def _manifest(out: Path, cfg: RecoverConfig, classes: list[str], meta: dict) -> 
 
 
 def _write_manifest(out: Path, man: dict) -> None:
-    tmp = out / (MANIFEST + ".tmp")
+    """Atomic write; units recorded meanwhile by another process (another IPC range) are kept."""
+    path = out / MANIFEST
+    if path.is_file():
+        try:
+            man["units"] = {**json.loads(path.read_text()).get("units", {}), **man["units"]}
+        except json.JSONDecodeError:
+            pass
+    tmp = out / f"{MANIFEST}.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(man, indent=2))
-    os.replace(tmp, out / MANIFEST)
+    os.replace(tmp, path)
 
 
 def _init_images(cfg: RecoverConfig, ipc_id: int, group: list[int], classes: list[str], res: int,
@@ -219,25 +228,28 @@ def run_recover(cfg: RecoverConfig) -> Path:
         if all(p.is_file() for p in paths(ipc_id, group)):
             continue
         work = out / ".work" / key
+        resumed = bool(list_checkpoints(work))
         method = Recovery(teacher, _init_images(cfg, ipc_id, group, classes, res, channels), torch.tensor(group), cfg)
         t0 = time.perf_counter()
         result = train(method, tcfg, work)
         method.bn.remove()
         if result.interrupted:
             raise StudioError(f"recovery interrupted in unit {key}; rerun the same command to resume")
-        ms = (time.perf_counter() - t0) * 1000 / cfg.iterations
+        # wall time per iteration (checkpoints included); not recorded for a resumed unit
+        ms = None if resumed else round((time.perf_counter() - t0) * 1000 / cfg.iterations, 2)
         pixels = result.modules["images"]().detach().float().cpu()
         for p, img in zip(paths(ipc_id, group), ((pixels + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).numpy()):
             save_png(Image.fromarray(to_uint8(img)), p, {"studio": json.dumps({"ipc": ipc_id, "cda": asdict(cfg)})})
-        man["units"][key] = {**{k: round(v, 5) for k, v in method.last.items()}, "ms_per_iteration": round(ms, 2)}
+        man["units"][key] = {**{k: round(v, 5) for k, v in method.last.items()}, "ms_per_iteration": ms}
         _write_manifest(out, man)
         shutil.rmtree(work, ignore_errors=True)
         bar.set_postfix(ce=f"{method.last['ce']:.3f}", bn=f"{method.last['bn']:.3f}")
-    ms = [u["ms_per_iteration"] for u in man["units"].values()]
+    ms = [u["ms_per_iteration"] for u in man["units"].values() if u.get("ms_per_iteration") is not None]
     if ms:
         man["median_ms_per_iteration"] = statistics.median(ms)
         _write_manifest(out, man)
-    shutil.rmtree(out / ".work", ignore_errors=True)
+    with contextlib.suppress(OSError):  # only when empty: another IPC range may still be working
+        (out / ".work").rmdir()
     return out
 
 
