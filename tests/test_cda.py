@@ -357,3 +357,21 @@ def test_ipc_ranges_share_one_output_folder(random_teacher, tmp_path):
     man = json.loads((out / "manifest.json").read_text())
     assert sorted(man["units"]) == ["ipc0000_c0000-0009", "ipc0001_c0000-0009"]
     assert len(load_image_folder(out, resolution=16)) == 20
+
+
+def test_a_unit_killed_after_its_last_checkpoint_still_writes_its_images(random_teacher, tmp_path, monkeypatch):
+    import distill.cda.recover as rec
+
+    calls = {"n": 0}
+    real_save = rec.save_png
+
+    def die_on_save(*a, **k):  # killed between the final checkpoint and the PNGs
+        calls["n"] += 1
+        raise _Killed()
+
+    monkeypatch.setattr(rec, "save_png", die_on_save)
+    with pytest.raises(_Killed):
+        run_recover(_recover_cfg(random_teacher, tmp_path / "k", ipc=1, iterations=2))
+    monkeypatch.setattr(rec, "save_png", real_save)
+    out = run_recover(_recover_cfg(random_teacher, tmp_path / "k", ipc=1, iterations=2))
+    assert len(load_image_folder(out, resolution=16)) == 10

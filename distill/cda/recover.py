@@ -100,6 +100,7 @@ class Recovery(Method):
         self.targets = targets
         self.bn = BNStatsLoss(self.teacher, cfg.first_bn_multiplier)
         self.step = 0
+        self.last: dict = {}  # losses of the last step (empty if a finished unit is only re-read)
 
     def trainable(self):
         return {"images": self.images}
@@ -243,7 +244,7 @@ def run_recover(cfg: RecoverConfig) -> Path:
         man["units"][key] = {**{k: round(v, 5) for k, v in method.last.items()}, "ms_per_iteration": ms}
         _write_manifest(out, man)
         shutil.rmtree(work, ignore_errors=True)
-        bar.set_postfix(ce=f"{method.last['ce']:.3f}", bn=f"{method.last['bn']:.3f}")
+        bar.set_postfix({k: f"{v:.3f}" for k, v in method.last.items()})
     ms = [u["ms_per_iteration"] for u in man["units"].values() if u.get("ms_per_iteration") is not None]
     if ms:
         man["median_ms_per_iteration"] = statistics.median(ms)
