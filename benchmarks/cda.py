@@ -9,7 +9,8 @@ milestone 1.0; SRe2L = no curriculum) with --iterations; IPC 1 and 10 are the fi
 of those (each image is synthesised independently, so a prefix is an IPC-k set). Every student
 trains --eval-steps at batch 100 with the live teacher's soft labels (T = 20, mixup/CutMix,
 RandomResizedCrop); the full-data row trains --full-steps at batch 128. --generator adds a CDA
-row initialised from a studio model's images at IPC 10 (beyond the paper).
+row initialised from a studio model's images at IPC 10 (beyond the paper). Recovery speed is
+timed apart, on fresh 200-iteration IPC-1 recoveries, CDA and SRe2L alternated, median of 3.
 Resumable: every stage keeps its outputs under runs/bench/cda; rerun the command to continue.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +61,23 @@ def evaluate(a, t: Path, key: str, data: str, ipc: int, steps: int, batch: int) 
     return json.loads((out / RESULT).read_text())
 
 
+def recovery_speed(t: Path, iterations: int = 200, repeats: int = 3) -> dict:
+    """ms per recovery iteration (one batch of one image per class), CDA and SRe2L alternated in one run;
+    median over repeats of a fresh IPC-1 recovery of ``iterations`` steps (set-up included)."""
+    import shutil
+    import tempfile
+
+    times = {m: [] for m in METHODS}
+    with tempfile.TemporaryDirectory() as d:
+        for r in range(repeats):
+            for m, c in METHODS.items():
+                out = Path(d) / f"{m}-{r}"
+                run_recover(RecoverConfig(teacher=str(t), ipc=1, iterations=iterations, curriculum=c, out=str(out)))
+                times[m].append(json.loads((out / "manifest.json").read_text())["median_ms_per_iteration"])
+                shutil.rmtree(out)
+    return {m: {"median": statistics.median(v), "runs": v} for m, v in times.items()}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--width", type=int, default=16)
@@ -87,7 +106,7 @@ def main() -> None:
                      "images": r["images"]})
     full = evaluate(a, t, "full", "full", 0, a.full_steps, 128)
     rows.append({"method": "full data", "ipc": None, "top1": full["top1"], "images": full["images"]})
-    ms = {m: json.loads((f / "manifest.json").read_text())["median_ms_per_iteration"] for m, f in sets.items()}
+    ms = recovery_speed(t)
     grid = load_distilled(sets["CDA"], tmeta["class_names"], tmeta["resolution"], ipc=min(10, top))
     order = np.argsort(grid.labels, kind="stable")
     save_png(make_grid(grid.images[order], nrow=min(10, top)), RESULTS / "cda_grid.png")
