@@ -50,9 +50,7 @@ class SoftLabelTraining(Method):
     name = "relabel"
 
     def __init__(self, student, teacher, data, cfg: EvalConfig):
-        self.student, self.teacher, self.data, self.cfg = student, teacher.eval(), data, cfg
-        for p in self.teacher.parameters():
-            p.requires_grad_(False)
+        self.student, self.teacher, self.data, self.cfg = student, teacher.eval().requires_grad_(False), data, cfg
 
     def trainable(self):
         return {"student": self.student}

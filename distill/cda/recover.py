@@ -93,9 +93,7 @@ class Recovery(Method):
     name = "recover"
 
     def __init__(self, teacher: nn.Module, init: torch.Tensor, targets: torch.Tensor, cfg: RecoverConfig):
-        self.teacher, self.cfg = teacher.eval(), cfg
-        for p in self.teacher.parameters():
-            p.requires_grad_(False)
+        self.teacher, self.cfg = teacher.eval().requires_grad_(False), cfg
         self.images = SyntheticImages(init)
         self.targets = targets
         self.bn = BNStatsLoss(self.teacher, cfg.first_bn_multiplier)
@@ -179,20 +177,31 @@ def _write_manifest(out: Path, man: dict) -> None:
     os.replace(tmp, path)
 
 
+class _Generator:
+    """The ``--init generator:DIR`` pipeline, loaded once, on the first unit that needs it."""
+
+    def __init__(self, src: str):
+        self.src, self._pipe = src, None
+
+    def __call__(self, prompts: list[str], seed: int) -> np.ndarray:
+        from studio.backbone import load_pipeline
+        from studio.model_info import sampling_settings
+        from studio.sampling import generate
+
+        if self._pipe is None:
+            self._pipe = load_pipeline(self.src)
+        steps, guidance = sampling_settings(self.src)
+        return generate(self._pipe, prompts, steps=steps, guidance=guidance, seed=seed)
+
+
 def _init_images(cfg: RecoverConfig, ipc_id: int, group: list[int], classes: list[str], res: int,
-                 channels: int = 3) -> torch.Tensor:
+                 channels: int = 3, generator: _Generator | None = None) -> torch.Tensor:
     if cfg.init == "noise":
         g = torch.Generator().manual_seed(stream_seed(cfg.seed, "cda-init", ipc_id, group[0]))
         return torch.randn((len(group), channels, res, res), generator=g)
-    from studio.backbone import load_pipeline
-    from studio.model_info import sampling_settings
-    from studio.sampling import generate
-
-    src = cfg.init.split(":", 1)[1]
-    steps, guidance = sampling_settings(src)
+    generator = generator or _Generator(cfg.init.split(":", 1)[1])
     prompts = [caption(CAPTION_TEMPLATES[0], classes[c]) for c in group]
-    imgs = generate(load_pipeline(src), prompts, steps=steps, guidance=guidance,
-                    seed=stream_seed(cfg.seed, "cda-gen", ipc_id) % 2**31)
+    imgs = generator(prompts, seed=stream_seed(cfg.seed, "cda-gen", ipc_id) % 2**31)
     x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() * 2 - 1
     if channels == 1:
         x = x.mean(1, keepdim=True)
@@ -221,6 +230,7 @@ def run_recover(cfg: RecoverConfig) -> Path:
                          mixed_precision=cfg.mixed_precision, checkpoint_every=cfg.checkpoint_every,
                          checkpoints_limit=1, log_every=cfg.iterations, seed=cfg.seed, resume="latest",
                          tracker="none", progress=False)
+    generator = _Generator(cfg.init.split(":", 1)[1]) if cfg.init != "noise" else None
     folders = man["folders"]
     paths = lambda i, g: [out / folders[c] / f"ipc_{i:04d}.png" for c in g]  # noqa: E731
     bar = tqdm(units, desc=f"recover {out.name}", unit="unit")
@@ -230,7 +240,8 @@ def run_recover(cfg: RecoverConfig) -> Path:
             continue
         work = out / ".work" / key
         resumed = bool(list_checkpoints(work))
-        method = Recovery(teacher, _init_images(cfg, ipc_id, group, classes, res, channels), torch.tensor(group), cfg)
+        init = _init_images(cfg, ipc_id, group, classes, res, channels, generator)
+        method = Recovery(teacher, init, torch.tensor(group), cfg)
         t0 = time.perf_counter()
         result = train(method, tcfg, work)
         method.bn.remove()
