@@ -8,7 +8,7 @@ from diffusers import UNet2DModel
 
 from consistency.recipe import SIGMA_DATA, SIGMA_MIN, c_noise, scalings
 
-# Built-in size for 32x32 images (1.6M parameters); the diffusion baseline of the benchmark uses the same.
+# Built-in size for 32x32 images (1.1M parameters); the diffusion baseline of the benchmark uses the same.
 SMALL_UNET = dict(sample_size=32, in_channels=3, out_channels=3, layers_per_block=1,
                   block_out_channels=(32, 64, 64), down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
                   up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"), norm_num_groups=16,

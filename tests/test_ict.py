@@ -121,3 +121,29 @@ def test_ict_train_cli_exports_a_loadable_pipeline(fake_fmnist, tmp_path):
     assert grid.is_file()
     assert main(["ict", "train", "--data-dir", str(fake_fmnist), "--out", str(tmp_path / "x"), "--steps", "1",
                  "--mixed-precision", "fp16"]) == 2
+
+
+def test_diffusion_baseline_export_matches_its_sampler_and_clips_x0(tmp_path):
+    """The benchmark's DDPM baseline: the saved DDPMPipeline gives sample()'s images, and an
+    untrained UNet (x0 predictions far outside the data range) still yields in-range samples
+    before the final clamp, because the solver clips x0 as DDPM's sampler does."""
+    from diffusers import DDPMPipeline
+
+    from consistency.diffusion_baseline import export_pipeline as export_ddpm
+    from consistency.diffusion_baseline import sample as sample_ddpm
+    from consistency.diffusion_baseline import solver
+
+    unet = build_unet(0, 0.0, seed=3, block_out_channels=(16, 16, 16), norm_num_groups=8, attention_head_dim=8).eval()
+    export_ddpm(unet).save_pretrained(tmp_path / "ddpm")
+    pipe = DDPMPipeline.from_pretrained(tmp_path / "ddpm")
+    gens = [torch.Generator("cpu").manual_seed(5 + k) for k in range(2)]
+    ours = sample_ddpm(unet, 2, seed=5, steps=3)
+    theirs = pipe(batch_size=2, generator=gens, num_inference_steps=3, output_type="np").images
+    np.testing.assert_allclose((ours.permute(0, 2, 3, 1).numpy() + 1) / 2, theirs, atol=1e-5)
+    sched = solver()
+    sched.set_timesteps(3)
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for t in sched.timesteps:
+            x = sched.step(unet(x, t).sample * 50, t, x).prev_sample
+    assert x.abs().max() <= 1.0 + 1e-5
