@@ -57,8 +57,8 @@ def stages(a) -> dict:
                                                            checkpoint_every=250, resume="latest")))
     t2 = time.perf_counter()
     _recommend_guidance(rf, a.rf_guidance)
-    pairs2 = ROOT / f"pairs-2rf-g{a.rf_guidance:g}"
-    generate_pairs(PairsConfig(teacher=str(rf), num=a.pairs, steps=25, solver="euler", guidance=a.rf_guidance,
+    pairs2 = ROOT / f"pairs-2rf-g{a.rf_guidance:g}"  # a larger --student-pairs extends this set
+    generate_pairs(PairsConfig(teacher=str(rf), num=a.student_pairs, steps=25, solver="euler", guidance=a.rf_guidance,
                                seed=10**6, batch_size=128, out=str(pairs2)))
     t3 = time.perf_counter()
     student = student_dir(a)
@@ -73,7 +73,7 @@ def stages(a) -> dict:
     spent = json.loads(path.read_text()) if path.is_file() else {}
     g = f"g{a.rf_guidance:g}"
     for key, s in (("pairs_teacher", t1 - t0), ("train_2rf", t2 - t1), (f"pairs_2rf_{g}", t3 - t2),
-                   (f"distill_{g}", t4 - t3)):
+                   (f"distill_{student.name}", t4 - t3)):
         if s > 30:
             spent[key] = spent.get(key, 0.0) + round(s, 1)
     path.write_text(json.dumps(spent, indent=2))
@@ -81,7 +81,7 @@ def stages(a) -> dict:
 
 
 def student_dir(a) -> Path:
-    return ROOT / f"student-g{a.rf_guidance:g}"
+    return ROOT / f"student-g{a.rf_guidance:g}-p{a.student_pairs}-s{a.student_steps}"
 
 
 def _recommend_guidance(rf: Path, guidance: float) -> None:
@@ -179,7 +179,8 @@ def init_losses() -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--pairs", type=int, default=6144)
+    p.add_argument("--pairs", type=int, default=6144, help="teacher pairs (2-RF training set)")
+    p.add_argument("--student-pairs", type=int, default=6144, help="2-RF pairs (student training set)")
     p.add_argument("--rf-steps", type=int, default=2000)
     p.add_argument("--student-steps", type=int, default=2000)
     p.add_argument("--batch", type=int, default=32)

@@ -88,6 +88,24 @@ def test_pair_generation_resumes_after_the_last_shard_is_deleted(pairs_dir, tmp_
         generate_pairs(pairs_cfg(manifest["teacher"], prompts, work, guidance=5.0))
 
 
+def test_a_larger_num_extends_a_pairs_set_and_keeps_what_was_made(pairs_dir, tmp_path):
+    manifest = json.loads((pairs_dir / "manifest.json").read_text())
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(PROMPTS))
+    small = generate_pairs(pairs_cfg(manifest["teacher"], prompts, tmp_path / "p", num=3))  # shard 1 is partial
+    kept = (small / "shard-00000.safetensors").stat().st_mtime_ns
+    assert len(load_file(str(small / "shard-00001.safetensors"))["seed"]) == 1
+    generate_pairs(pairs_cfg(manifest["teacher"], prompts, small))  # num 6, as the fixture
+    assert (small / "shard-00000.safetensors").stat().st_mtime_ns == kept
+    assert json.loads((small / "manifest.json").read_text())["num"] == 6
+    grown, whole = PairsDataset(small), PairsDataset(pairs_dir)
+    assert len(grown) == 6
+    for k, v in whole.batch(list(range(6))).items():
+        torch.testing.assert_close(grown.batch(list(range(6)))[k], v, atol=1e-4, rtol=1e-4)
+    with pytest.raises(StudioError, match="larger --num"):  # shrinking is not extending
+        generate_pairs(pairs_cfg(manifest["teacher"], prompts, small, num=4))
+
+
 def test_shard_assignment_is_disjoint_and_complete():
     parts = [shards_of_rank(11, 2, r, 3) for r in range(3)]
     assert sorted(sum(parts, [])) == list(range(6))

@@ -9,7 +9,9 @@ Layout of a pairs directory: ``manifest.json`` (teacher, solver, steps, guidance
 prompts, shard size) and ``shard-NNNNN.safetensors`` with tensors ``x0``, ``x1``,
 ``prompt_id`` and ``seed``. Shard j holds pairs [j S, (j + 1) S). Under torchrun/accelerate
 process r writes the shards j with j mod world = r, so seeds are disjoint by construction.
-Each shard is written to a temporary file and renamed; a rerun skips finished shards.
+Each shard is written to a temporary file and renamed; a rerun skips finished shards. A rerun
+with a larger ``--num`` (all else equal) extends the set: the pairs already made are kept, a
+partial last shard is completed, and the new shards are generated.
 """
 
 from __future__ import annotations
@@ -52,9 +54,16 @@ def _check_manifest(out: Path, manifest: dict) -> None:
         return
     old = json.loads(path.read_text())
     diff = [k for k in _KEYS if old.get(k) != manifest.get(k)]
+    if diff == ["num"] and manifest["num"] > old["num"]:
+        return  # extending the set: pair k is the same pair for any num > k
     if diff:
         raise StudioError(f"{out} holds pairs made with other settings ({', '.join(diff)} differ); "
-                          "use a new --out or the same settings")
+                          "use a new --out, the same settings, or only a larger --num to extend it")
+
+
+def _finished(path: Path, rows: int) -> bool:
+    """Whether shard ``path`` exists with all its ``rows`` pairs (a set's partial last shard grows on extension)."""
+    return path.is_file() and len(_memmap(path)["seed"]) == rows
 
 
 def _write_shard(path: Path, tensors: dict) -> None:
@@ -89,7 +98,7 @@ def generate_pairs(cfg: PairsConfig) -> Path:
         tmp.write_text(json.dumps(manifest, indent=2))
         os.replace(tmp, out / MANIFEST)
     mine = [j for j in shards_of_rank(cfg.num, cfg.shard_size, state.process_index, state.num_processes)
-            if not shard_path(out, j).is_file()]
+            if not _finished(shard_path(out, j), min(cfg.num, (j + 1) * cfg.shard_size) - j * cfg.shard_size)]
     if mine:
         pipe = load_pipeline(cfg.teacher, dtype=cfg.dtype, device=cfg.device or state.device)
         shape = (pipe.unet.config.in_channels, pipe.unet.config.sample_size, pipe.unet.config.sample_size)
