@@ -5,7 +5,7 @@
 Both models: the ``consistency.model.SMALL_UNET`` UNet2DModel (1.1M parameters), unconditional,
 the same optimizer steps, batch, optimizer (RAdam), learning rate and EMA; iCT per
 ``consistency.recipe``, the diffusion model is DDPM's epsilon objective
-(``consistency.diffusion_baseline``) sampled with 25 DPM-Solver++ steps, x0 clipped to [-1, 1]. FID (studio.fid,
+(``consistency.diffusion_baseline``) sampled with 25 SDE-DPM-Solver++ steps, x0 clipped to [-1, 1]. FID (studio.fid,
 tf-bilinear) from N generated images against all 10,000 Fashion-MNIST test images.
 Resumable: rerun the command after an interruption (outputs under runs/bench/ict).
 """
@@ -103,7 +103,7 @@ def main() -> None:
     rows = [
         {"name": "iCT 1-step", "make": lambda lo, n: sample_cm(ict, n, lo, default_sigmas(1))},
         {"name": "iCT 2-step (sigma_mid 0.821)", "make": lambda lo, n: sample_cm(ict, n, lo, default_sigmas(2))},
-        {"name": f"diffusion {a.diffusion_steps}-step DPM-Solver++",
+        {"name": f"diffusion {a.diffusion_steps}-step SDE-DPM-Solver++",
          "make": lambda lo, n: sample_ddpm(ddpm, n, lo, a.diffusion_steps)},
     ]
     ref = Path(a.root) / "fashion-mnist-test.npz"

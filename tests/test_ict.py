@@ -138,12 +138,14 @@ def test_diffusion_baseline_export_matches_its_sampler_and_clips_x0(tmp_path):
     pipe = DDPMPipeline.from_pretrained(tmp_path / "ddpm")
     gens = [torch.Generator("cpu").manual_seed(5 + k) for k in range(2)]
     ours = sample_ddpm(unet, 2, seed=5, steps=3)
+    torch.testing.assert_close(sample_ddpm(unet, 1, seed=6, steps=3), ours[1:], atol=1e-4, rtol=0)  # seed + k only
     theirs = pipe(batch_size=2, generator=gens, num_inference_steps=3, output_type="np").images
     np.testing.assert_allclose((ours.permute(0, 2, 3, 1).numpy() + 1) / 2, theirs, atol=1e-5)
     sched = solver()
     sched.set_timesteps(3)
-    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 32, 32, generator=g)
     with torch.no_grad():
         for t in sched.timesteps:
-            x = sched.step(unet(x, t).sample * 50, t, x).prev_sample
+            x = sched.step(unet(x, t).sample * 50, t, x, generator=g).prev_sample
     assert x.abs().max() <= 1.0 + 1e-5
