@@ -14,7 +14,7 @@ deterministic DPM-Solver++ at 25 steps); with clipping the deterministic solver 
 or coloured backgrounds (FID 160.2), while the stochastic samplers (DDPM ancestral at 25-1000
 steps, SDE-DPM-Solver++ at 25) give clean garments on black: the noise they inject corrects the
 errors of a short-trained model, as DDPM's own ancestral sampler does. The baseline takes the
-best of these at the issue's 25 steps.
+best of these at 25 steps.
 """
 
 from __future__ import annotations
