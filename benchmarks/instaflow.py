@@ -11,7 +11,9 @@ split (10,000 images) -> speed (median over repeats, models alternated) -> strai
 --rf-guidance defaults to 1.0 (no CFG on the 2-RF), not InstaFlow's 1.5: the teacher's couplings
 already carry guidance 5, and on this teacher the 2-RF's FID rises with more guidance (the
 "guidance_sweep" block of the result: 10 Euler steps, N=1000, beside the teacher at N=1000).
-FID rows are cached per model, steps, guidance and N under runs/bench/instaflow/fid.
+FID rows are cached per model, steps, guidance, N and seed under runs/bench/instaflow/fid. The two
+rows of the goal (teacher 25-step, student) report the median FID over --fid-seeds runs whose
+images use disjoint seeds (run k: image i has seed k*100000 + i).
 """
 
 from __future__ import annotations
@@ -108,14 +110,16 @@ def export(dest: Path, student: Path) -> None:
 
 def rows(a) -> list[dict]:
     rf, student, g = str(ROOT / "2rf"), str(student_dir(a)), a.rf_guidance
+    seeds = [k * 100_000 for k in range(a.fid_seeds)]  # the goal rows: median FID over disjoint noise seeds
     return [
-        {"name": "teacher 25-step CFG", "model": str(TEACHER), "steps": 25, "guidance": 5.0, "n": a.n_main},
+        {"name": "teacher 25-step CFG", "model": str(TEACHER), "steps": 25, "guidance": 5.0, "n": a.n_main,
+         "seeds": seeds},
         {"name": "teacher 1-step CFG", "model": str(TEACHER), "steps": 1, "guidance": 5.0, "n": a.n_other},
         {"name": "2-RF 25-step", "model": rf, "steps": 25, "guidance": g, "n": a.n_other},
         {"name": "2-RF 4-step", "model": rf, "steps": 4, "guidance": g, "n": a.n_other},
         {"name": "2-RF 2-step", "model": rf, "steps": 2, "guidance": g, "n": a.n_other},
         {"name": "2-RF 1-step", "model": rf, "steps": 1, "guidance": g, "n": a.n_other},
-        {"name": "student 1-step", "model": student, "steps": 1, "guidance": 1.0, "n": a.n_main},
+        {"name": "student 1-step", "model": student, "steps": 1, "guidance": 1.0, "n": a.n_main, "seeds": seeds},
     ]
 
 
@@ -132,11 +136,19 @@ def fid_rows(table: list[dict]) -> None:
     if not ref.is_file():
         compute_stats(FIDStatsConfig(spec="fashion-mnist:test", out=str(ref), opts=FIDOptions(num=0)))
     for row in table:
-        out = ROOT / "fid" / f"{Path(row['model']).name}_{row['steps']}step_g{row['guidance']:g}_n{row['n']}.json"
-        if not out.is_file():
-            compute_fid(FIDConfig(real=str(ref), fake=row["model"], out=str(out),
-                                  opts=FIDOptions(num=row["n"], steps=row["steps"], guidance=row["guidance"])))
-        row["fid"] = json.loads(out.read_text())["fid"]
+        values = []
+        for seed in row.get("seeds", [0]):
+            suffix = f"_s{seed}" if seed else ""
+            name = f"{Path(row['model']).name}_{row['steps']}step_g{row['guidance']:g}_n{row['n']}{suffix}.json"
+            out = ROOT / "fid" / name
+            if not out.is_file():
+                compute_fid(FIDConfig(real=str(ref), fake=row["model"], out=str(out),
+                                      opts=FIDOptions(num=row["n"], steps=row["steps"], guidance=row["guidance"],
+                                                      seed=seed)))
+            values.append(json.loads(out.read_text())["fid"])
+        row["fid"] = statistics.median(values)
+        if len(values) > 1:
+            row["fid_runs"] = values
 
 
 def speed(table: list[dict], repeats: int, images: int) -> None:
@@ -187,6 +199,8 @@ def main() -> None:
     p.add_argument("--rf-guidance", type=float, default=1.0, help="guidance of the 2-RF rows and its pairs")
     p.add_argument("--n-main", type=int, default=5000)
     p.add_argument("--n-other", type=int, default=2000)
+    p.add_argument("--fid-seeds", type=int, default=3, help="FID runs (disjoint seeds) of the two N=n-main rows; "
+                                                             "their median is reported")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--stages-only", action="store_true", help="train the models, skip FID and timing")
     p.add_argument("--export", default="", help="copy teacher, 2-RF and student pipelines into this folder "
