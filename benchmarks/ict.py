@@ -45,7 +45,7 @@ from studio.trainer import train
 
 def _train_cfg(a) -> TrainerConfig:
     return TrainerConfig(steps=a.steps, batch_size=a.batch, lr=a.lr, optimizer="radam", ema_decay=0.999,
-                         checkpoint_every=250, log_every=50, resume="latest")
+                         max_grad_norm=a.max_grad_norm, checkpoint_every=250, log_every=50, resume="latest")
 
 
 def stages(a) -> dict:
@@ -57,7 +57,7 @@ def stages(a) -> dict:
 
     if not is_pipeline_dir(root / "ict"):
         t0 = time.perf_counter()
-        train_ict(replace(ICTConfig(out=str(root / "ict"), dropout=a.dropout), train=_train_cfg(a)))
+        train_ict(replace(ICTConfig(out=str(root / "ict"), dropout=a.dropout, s1=a.s1), train=_train_cfg(a)))
         spent["ict_train_s"] = spent.get("ict_train_s", 0) + round(time.perf_counter() - t0, 1)
     if not is_pipeline_dir(root / "diffusion"):
         t0 = time.perf_counter()
@@ -92,6 +92,8 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--s1", type=int, default=1280, help="iCT's final discretisation s1 (curriculum cap)")
+    p.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient clipping; 0 disables")
     p.add_argument("--n", type=int, default=5000)
     p.add_argument("--diffusion-steps", type=int, default=25)
     p.add_argument("--repeats", type=int, default=5)
@@ -134,7 +136,8 @@ def main() -> None:
         "goals": {"ict_1step_vs_diffusion": rows[0]["fid"] / base, "ict_2step_vs_diffusion": rows[1]["fid"] / base,
                   "1step_within_1.4x": rows[0]["fid"] <= 1.4 * base, "2step_within_1.2x": rows[1]["fid"] <= 1.2 * base},
         "budget": {"optimizer_steps_each": a.steps, "batch": a.batch, "lr": a.lr, "optimizer": "radam",
-                   "ema_decay": 0.999, "dropout": a.dropout, **models["spent"]},
+                   "ema_decay": 0.999, "dropout": a.dropout, "max_grad_norm": a.max_grad_norm, "ict_s1": a.s1,
+                   **models["spent"]},
         "grid": "benchmarks/results/ict_grid.png (rows: iCT 1-step, iCT 2-step, diffusion)",
     })
 
