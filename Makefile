@@ -29,7 +29,7 @@ browser:
 test: data browser
 	$(PY) -m pytest -q
 
-# Rebuild the app's shipped models (ui/models) with the repository's own recipe (about 1.5 hours on 2 CPU cores).
+# Rebuild the app's shipped models (ui/models) with the repository's own recipe (about 2.25 hours on 2 CPU cores).
 models: data
 	$(PY) benchmarks/instaflow.py --stages-only --export ui/models
 

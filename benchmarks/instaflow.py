@@ -194,7 +194,7 @@ def main() -> None:
     p.add_argument("--pairs", type=int, default=6144, help="teacher pairs (2-RF training set)")
     p.add_argument("--student-pairs", type=int, default=18432, help="2-RF pairs (student training set)")
     p.add_argument("--rf-steps", type=int, default=2000)
-    p.add_argument("--student-steps", type=int, default=10000)
+    p.add_argument("--student-steps", type=int, default=20000)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--rf-guidance", type=float, default=1.0, help="guidance of the 2-RF rows and its pairs")
     p.add_argument("--n-main", type=int, default=5000)
