@@ -93,7 +93,8 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--dropout", type=float, default=0.0)
     p.add_argument("--s1", type=int, default=1280, help="iCT's final discretisation s1 (curriculum cap)")
-    p.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient clipping of both models; 0 disables (iCT does not clip)")
+    p.add_argument("--max-grad-norm", type=float, default=1.0,
+                   help="gradient clipping of both models; 0 disables (iCT does not clip)")
     p.add_argument("--n", type=int, default=5000)
     p.add_argument("--diffusion-steps", type=int, default=25)
     p.add_argument("--repeats", type=int, default=5)
