@@ -4,14 +4,16 @@
 
 Budget (stated, fixed): teacher and students are ``resnet18-small`` at --width (default 16,
 a quarter of ResNet-18's channels) on 28x28 images; the teacher trains --teacher-steps at batch
-128. Recovery synthesises --ipc-max images per class once per method (CDA cosine curriculum,
+128. Recovery synthesises max(--ipc) images per class once per method (CDA cosine curriculum,
 milestone 1.0; SRe2L = no curriculum) with --iterations; IPC 1 and 10 are the first 1 and 10
 of those (each image is synthesised independently, so a prefix is an IPC-k set). Every student
 trains --eval-steps at batch 100 with the live teacher's soft labels (T = 20, mixup/CutMix,
 RandomResizedCrop); the full-data row trains --full-steps at batch 128. --generator adds a CDA
 row initialised from a studio model's images at IPC 10 (beyond the paper). Recovery speed is
 timed apart, on fresh 200-iteration IPC-1 recoveries, CDA and SRe2L alternated, median of 3.
-Resumable: every stage keeps its outputs under runs/bench/cda; rerun the command to continue.
+Resumable: every stage keeps its outputs under runs/bench/cda (recoveries are named by
+--iterations and students by their steps, so a new budget computes anew and never reuses a
+stale figure); rerun the command to continue.
 """
 
 from __future__ import annotations
@@ -46,14 +48,14 @@ def teacher(a) -> Path:
 
 
 def recover(a, t: Path, name: str, curriculum: str, ipc: int, init: str = "noise") -> Path:
-    out = ROOT / f"{name}-ipc{ipc}"
+    out = ROOT / f"{name}-ipc{ipc}-it{a.iterations}"
     run_recover(RecoverConfig(teacher=str(t), ipc=ipc, iterations=a.iterations, curriculum=curriculum,
                               milestone=1.0, init=init, out=str(out)))
     return out
 
 
 def evaluate(a, t: Path, key: str, data: str, ipc: int, steps: int, batch: int) -> dict:
-    out = ROOT / "eval" / key
+    out = ROOT / "eval" / f"{key}-s{steps}"  # a new step count trains a new student
     if not (out / RESULT).is_file():
         tc = TrainerConfig(steps=steps, batch_size=batch, lr=1e-3, lr_schedule="cosine", weight_decay=0.01,
                            max_grad_norm=0.0, ema_decay=0.0, checkpoint_every=250, tracker="none", resume="latest")
