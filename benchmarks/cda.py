@@ -97,13 +97,13 @@ def main() -> None:
     rows = []
     for ipc in a.ipc:
         for m, folder in sets.items():
-            r = evaluate(a, t, f"{m.lower()}-ipc{ipc}", str(folder), ipc, a.eval_steps, 100)
+            r = evaluate(a, t, f"{folder.name}-ipc{ipc}", str(folder), ipc, a.eval_steps, 100)
             rows.append({"method": m, "ipc": ipc, "top1": r["top1"], "images": r["images"]})
         r = evaluate(a, t, f"random-ipc{ipc}", "random", ipc, a.eval_steps, 100)
         rows.append({"method": "random real subset", "ipc": ipc, "top1": r["top1"], "images": r["images"]})
     if a.generator and 10 in a.ipc:
         gen = recover(a, t, "cda-generator", "cosine", 10, init=f"generator:{a.generator}")
-        r = evaluate(a, t, "cda-generator-ipc10", str(gen), 10, a.eval_steps, 100)
+        r = evaluate(a, t, f"{gen.name}-ipc10", str(gen), 10, a.eval_steps, 100)
         rows.append({"method": f"CDA, init generator:{a.generator}", "ipc": 10, "top1": r["top1"],
                      "images": r["images"]})
     full = evaluate(a, t, "full", "full", 0, a.full_steps, 128)
