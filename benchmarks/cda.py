@@ -12,8 +12,8 @@ RandomResizedCrop); the full-data row trains --full-steps at batch 128. --genera
 row initialised from a studio model's images at IPC 10 (beyond the paper). Recovery speed is
 timed apart, on fresh 200-iteration IPC-1 recoveries, CDA and SRe2L alternated, median of 3.
 Resumable: every stage keeps its outputs under runs/bench/cda (recoveries are named by
---iterations and students by their steps, so a new budget computes anew and never reuses a
-stale figure); rerun the command to continue.
+--iterations, students by their image set and step count, so a new budget computes anew and
+never reuses a stale figure); rerun the command to continue.
 """
 
 from __future__ import annotations
