@@ -7,8 +7,10 @@ a quarter of ResNet-18's channels) on 28x28 images; the teacher trains --teacher
 128. Recovery synthesises max(--ipc) images per class once per method (CDA cosine curriculum,
 milestone 1.0; SRe2L = no curriculum) with --iterations; IPC 1 and 10 are the first 1 and 10
 of those (each image is synthesised independently, so a prefix is an IPC-k set). Every student
-trains --eval-steps at batch 100 with the live teacher's soft labels (T = 20, mixup/CutMix,
-RandomResizedCrop); the full-data row trains --full-steps at batch 128. --generator adds a CDA
+trains --eval-steps (default 16,000) at batch 100 with the live teacher's soft labels (T = 20,
+mixup/CutMix, RandomResizedCrop); the full-data row trains --full-steps (default 16,000) at batch
+128. Student top-1 keeps rising with length on this budget (the README's student-length study),
+so 16,000 steps is the default: about 1 h per student on 2 CPU cores, some 11 h in all. --generator adds a CDA
 row initialised from a studio model's images at IPC 10 (beyond the paper). Recovery speed is
 timed apart, on fresh 200-iteration IPC-1 recoveries, CDA and SRe2L alternated, median of 3.
 Resumable: every stage keeps its outputs under runs/bench/cda (recoveries are named by
@@ -85,9 +87,9 @@ def main() -> None:
     p.add_argument("--width", type=int, default=16)
     p.add_argument("--teacher-steps", type=int, default=2000)
     p.add_argument("--iterations", type=int, default=500)
-    p.add_argument("--ipc", type=int, nargs="+", default=[1, 10, 50])
-    p.add_argument("--eval-steps", type=int, default=500)
-    p.add_argument("--full-steps", type=int, default=2000)
+    p.add_argument("--ipc", type=int, nargs="+", default=[10, 1, 50], help="IPC 10 (the goal) first")
+    p.add_argument("--eval-steps", type=int, default=16000)
+    p.add_argument("--full-steps", type=int, default=16000)
     p.add_argument("--generator", default="ui/models/student", help="pipeline for the generator-init row ('' skips)")
     a = p.parse_args()
     t = teacher(a)
