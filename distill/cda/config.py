@@ -16,6 +16,8 @@ def _squeeze_defaults() -> TrainerConfig:
 
 def _eval_defaults() -> TrainerConfig:
     # SRe2L relabel (small datasets): AdamW lr 1e-3, weight decay 0.01, cosine schedule.
+    # 1,000 steps is a quick default; a student on a few images keeps improving far longer
+    # (Fashion-MNIST IPC 10: 55 % at 500 steps, 86.6 % at 16,000; see the README's CDA study).
     return TrainerConfig(steps=1000, batch_size=100, lr=1e-3, lr_schedule="cosine", weight_decay=0.01,
                          max_grad_norm=0.0, ema_decay=0.0, checkpoint_every=500, tracker="none")
 
