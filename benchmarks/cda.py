@@ -61,7 +61,8 @@ def evaluate(a, t: Path, key: str, data: str, ipc: int, steps: int, batch: int) 
     if not (out / RESULT).is_file():
         tc = TrainerConfig(steps=steps, batch_size=batch, lr=1e-3, lr_schedule="cosine", weight_decay=0.01,
                            max_grad_norm=0.0, ema_decay=0.0, checkpoint_every=250, tracker="none", resume="latest")
-        run_eval(EvalConfig(data=data, teacher=str(t), ipc=ipc, out=str(out), train=tc))
+        if run_eval(EvalConfig(data=data, teacher=str(t), ipc=ipc, out=str(out), train=tc)) is None:
+            raise SystemExit(f"interrupted in {out}; rerun the command to resume")
     return json.loads((out / RESULT).read_text())
 
 
