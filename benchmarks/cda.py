@@ -12,7 +12,8 @@ mixup/CutMix, RandomResizedCrop); the full-data row trains --full-steps (default
 128. Student top-1 keeps rising with length on this budget (the README's student-length study),
 so 16,000 steps is the default: about 1 h per student on 2 CPU cores, some 11 h in all.
 --generator adds a CDA row initialised from a studio model's images at IPC 10 (beyond the
-paper). Recovery speed is timed apart, on fresh 200-iteration IPC-1 recoveries, CDA and SRe2L alternated, median of 3.
+paper). Recovery speed is timed apart, on fresh 200-iteration IPC-1 recoveries, CDA and SRe2L
+alternated, median of 3.
 Resumable: every stage keeps its outputs under runs/bench/cda (recoveries are named by
 --iterations, students by their image set and step count, so a new budget computes anew and
 never reuses a stale figure); rerun the command to continue.
