@@ -7,7 +7,9 @@ the same optimizer steps, batch, optimizer (RAdam), learning rate and EMA; iCT p
 ``consistency.recipe``, the diffusion model is DDPM's epsilon objective
 (``consistency.diffusion_baseline``) sampled with 25 SDE-DPM-Solver++ steps, x0 clipped to [-1, 1]. FID (studio.fid,
 tf-bilinear) from N generated images against all 10,000 Fashion-MNIST test images.
-Resumable: rerun the command after an interruption (outputs under runs/bench/ict).
+Resumable: rerun the command after an interruption (outputs under runs/bench/ict). A run with
+another ``--root`` is a study: it writes its ict.json and grid into that root, not into
+benchmarks/results.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -41,6 +44,7 @@ from studio.images import make_grid, save_png
 from studio.train_config import TrainerConfig
 from studio.trainer import train
 
+DEFAULT_ROOT = "runs/bench/ict"
 
 
 def _train_cfg(a) -> TrainerConfig:
@@ -98,7 +102,7 @@ def main() -> None:
     p.add_argument("--n", type=int, default=5000)
     p.add_argument("--diffusion-steps", type=int, default=25)
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--root", default="runs/bench/ict", help="where the models and their checkpoints go")
+    p.add_argument("--root", default=DEFAULT_ROOT, help="where the models and their checkpoints go")
     a = p.parse_args()
     Path(a.root).mkdir(parents=True, exist_ok=True)
     models = stages(a)
@@ -127,20 +131,22 @@ def main() -> None:
         r["n"] = a.n
         r["ms_per_image"] = statistics.median(times[r["name"]])
         print(r["name"], r["fid"], r["ms_per_image"])
+    results = RESULTS if a.root == DEFAULT_ROOT else Path(a.root)  # a study leaves the committed figures alone
     grid = np.concatenate([_uint8(r["make"](0, 10)) for r in rows])
-    save_png(make_grid(grid, nrow=10), RESULTS / "ict_grid.png")
+    save_png(make_grid(grid, nrow=10), results / "ict_grid.png")
     base = rows[2]["fid"]
     write_result("ict", {
         "what": "iCT vs a pixel-space DDPM of the same UNet (1.1M params) and budget, Fashion-MNIST 32x32, CPU",
-        "command": "python benchmarks/ict.py",
+        "command": " ".join(["python", "benchmarks/ict.py", *sys.argv[1:]]),
         "rows": [{k: v for k, v in r.items() if k != "make"} for r in rows],
         "goals": {"ict_1step_vs_diffusion": rows[0]["fid"] / base, "ict_2step_vs_diffusion": rows[1]["fid"] / base,
                   "1step_within_1.4x": rows[0]["fid"] <= 1.4 * base, "2step_within_1.2x": rows[1]["fid"] <= 1.2 * base},
         "budget": {"optimizer_steps_each": a.steps, "batch": a.batch, "lr": a.lr, "optimizer": "radam",
                    "ema_decay": 0.999, "dropout": a.dropout, "max_grad_norm": a.max_grad_norm, "ict_s1": a.s1,
                    **models["spent"]},
-        "grid": "benchmarks/results/ict_grid.png (rows: iCT 1-step, iCT 2-step, diffusion)",
-    })
+        "grid": f"{'benchmarks/results' if results == RESULTS else a.root}/ict_grid.png"
+                " (rows: iCT 1-step, iCT 2-step, diffusion)",
+    }, results)
 
 
 if __name__ == "__main__":
