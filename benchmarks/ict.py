@@ -131,7 +131,8 @@ def main() -> None:
         r["n"] = a.n
         r["ms_per_image"] = statistics.median(times[r["name"]])
         print(r["name"], r["fid"], r["ms_per_image"])
-    results = RESULTS if a.root == DEFAULT_ROOT else Path(a.root)  # a study leaves the committed figures alone
+    study = Path(a.root).resolve() != Path(DEFAULT_ROOT).resolve()  # a study leaves the committed figures alone
+    results = Path(a.root) if study else RESULTS
     grid = np.concatenate([_uint8(r["make"](0, 10)) for r in rows])
     save_png(make_grid(grid, nrow=10), results / "ict_grid.png")
     base = rows[2]["fid"]
@@ -144,8 +145,7 @@ def main() -> None:
         "budget": {"optimizer_steps_each": a.steps, "batch": a.batch, "lr": a.lr, "optimizer": "radam",
                    "ema_decay": 0.999, "dropout": a.dropout, "max_grad_norm": a.max_grad_norm, "ict_s1": a.s1,
                    **models["spent"]},
-        "grid": f"{'benchmarks/results' if results == RESULTS else a.root}/ict_grid.png"
-                " (rows: iCT 1-step, iCT 2-step, diffusion)",
+        "grid": f"{a.root if study else 'benchmarks/results'}/ict_grid.png (rows: iCT 1-step, iCT 2-step, diffusion)",
     }, results)
 
 
