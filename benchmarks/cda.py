@@ -16,20 +16,26 @@ paper). Recovery speed is timed apart, on fresh 200-iteration IPC-1 recoveries, 
 alternated, median of 3.
 Resumable: every stage keeps its outputs under runs/bench/cda (recoveries are named by
 --iterations, students by their image set and step count, so a new budget computes anew and
-never reuses a stale figure); rerun the command to continue.
+never reuses a stale figure); rerun the command to continue. Each finished student is also
+recorded in the committed ledger benchmarks/results/cda_students.json under its name and a
+fingerprint (sha256 of the teacher's weights and of the image folder), so a rerun on a machine
+that lost runs/ but rebuilds a bit-identical teacher and image set skips that student; any other
+teacher or images train it anew.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import statistics
 from pathlib import Path
 
 import numpy as np
-from _common import RESULTS, write_result
+from _common import RESULTS, machine, write_result
 
 from distill.cda.config import EvalConfig, RecoverConfig, SqueezeConfig
+from distill.cda.classifier import WEIGHTS
 from distill.cda.evaluate import RESULT, run_eval
 from distill.cda.recover import load_distilled, run_recover
 from distill.cda.squeeze import run_squeeze
@@ -37,6 +43,7 @@ from studio.images import make_grid, save_png
 from studio.train_config import TrainerConfig
 
 ROOT = Path("runs/bench/cda")
+LEDGER = RESULTS / "cda_students.json"
 METHODS = {"CDA": "cosine", "SRe2L": "none"}
 
 
@@ -57,14 +64,40 @@ def recover(a, t: Path, name: str, curriculum: str, ipc: int, init: str = "noise
     return out
 
 
+def fingerprint(t: Path, data: str) -> str:
+    """sha256 over the teacher's weights and, for a distilled folder, its PNGs in name order."""
+    h = hashlib.sha256((t / WEIGHTS).read_bytes())
+    h.update(data.encode() if data in ("random", "full") else b"")
+    for f in [] if data in ("random", "full") else sorted(Path(data).rglob("*.png")):
+        h.update(f.relative_to(data).as_posix().encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def read_ledger() -> dict:
+    return json.loads(LEDGER.read_text()) if LEDGER.is_file() else {}
+
+
 def evaluate(a, t: Path, key: str, data: str, ipc: int, steps: int, batch: int) -> dict:
-    out = ROOT / "eval" / f"{key}-s{steps}"  # a new step count trains a new student
+    name = f"{key}-s{steps}"  # a new step count trains a new student
+    out, fp = ROOT / "eval" / name, fingerprint(t, data)
+    ledger = read_ledger()
+    if not (out / RESULT).is_file() and ledger.get(name, {}).get("fingerprint") == fp:
+        print(f"{name}: top-1 {ledger[name]['top1']} from {LEDGER.name} (same teacher and images)")
+        return ledger[name]
     if not (out / RESULT).is_file():
         tc = TrainerConfig(steps=steps, batch_size=batch, lr=1e-3, lr_schedule="cosine", weight_decay=0.01,
                            max_grad_norm=0.0, ema_decay=0.0, checkpoint_every=250, tracker="none", resume="latest")
         if run_eval(EvalConfig(data=data, teacher=str(t), ipc=ipc, out=str(out), train=tc)) is None:
             raise SystemExit(f"interrupted in {out}; rerun the command to resume")
-    return json.loads((out / RESULT).read_text())
+    r = json.loads((out / RESULT).read_text())
+    ledger = read_ledger()  # re-read: another student may have been recorded meanwhile
+    ledger[name] = {"top1": r["top1"], "images": r["images"], "train_seconds": r["train_seconds"],
+                    "fingerprint": fp, "machine": machine()}
+    tmp = LEDGER.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(ledger, indent=2, sort_keys=True))
+    tmp.replace(LEDGER)
+    return r
 
 
 def recovery_speed(t: Path, iterations: int = 200, repeats: int = 3) -> dict:
