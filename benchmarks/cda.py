@@ -18,9 +18,11 @@ Resumable: every stage keeps its outputs under runs/bench/cda (recoveries are na
 --iterations, students by their image set and step count, so a new budget computes anew and
 never reuses a stale figure); rerun the command to continue. Each finished student is also
 recorded in the committed ledger benchmarks/results/cda_students.json under its name and a
-fingerprint (sha256 of the teacher's weights and of the image folder), so a rerun on a machine
-that lost runs/ but rebuilds a bit-identical teacher and image set skips that student; any other
-teacher or images train it anew.
+fingerprint (sha256 of the teacher's weights and of the image folder), and the teacher's weights
+and the recovered image sets are packed into benchmarks/results/cda_assets.tar.gz (about 5 MB,
+byte-stable). A rerun on a machine that lost runs/ unpacks them first, so it carries on with the
+same teacher and images and skips every student the ledger already holds; a student whose
+teacher or images differ from its ledger entry trains anew.
 """
 
 from __future__ import annotations
@@ -28,7 +30,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import gzip
+import io
 import statistics
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +49,33 @@ from studio.train_config import TrainerConfig
 
 ROOT = Path("runs/bench/cda")
 LEDGER = RESULTS / "cda_students.json"
+ASSETS = RESULTS / "cda_assets.tar.gz"
+TEACHER_FILES = (WEIGHTS, "classifier.json", "config.json")
 METHODS = {"CDA": "cosine", "SRe2L": "none"}
+
+
+def restore_assets() -> None:
+    """Unpack the committed teacher and image sets into ROOT where ROOT lacks them."""
+    if ASSETS.is_file() and not (ROOT / "teacher" / WEIGHTS).is_file():
+        with tarfile.open(ASSETS) as tar:
+            tar.extractall(ROOT, filter="data")
+        print(f"restored the teacher and image sets from {ASSETS}")
+
+
+def pack_assets(t: Path, sets: list[Path]) -> None:
+    """Teacher weights and finished image sets (PNGs + manifest, no work files) into ASSETS,
+    with zeroed times and owners so the same files give the same bytes."""
+    files = [t / n for n in TEACHER_FILES] + [f for d in sets for f in sorted(d.rglob("*"))
+                                               if f.is_file() and ".work" not in f.parts]
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
+        for f in files:
+            info = tarfile.TarInfo(f.relative_to(ROOT).as_posix())
+            info.size, info.mode = f.stat().st_size, 0o644
+            tar.addfile(info, io.BytesIO(f.read_bytes()))
+    tmp = ASSETS.with_suffix(".tmp")
+    tmp.write_bytes(buf.getvalue())
+    tmp.replace(ASSETS)
 
 
 def teacher(a) -> Path:
@@ -127,10 +158,14 @@ def main() -> None:
     p.add_argument("--full-steps", type=int, default=16000)
     p.add_argument("--generator", default="ui/models/student", help="pipeline for the generator-init row ('' skips)")
     a = p.parse_args()
+    restore_assets()
     t = teacher(a)
     tmeta = json.loads((t / "classifier.json").read_text())
     top = max(a.ipc)
     sets = {m: recover(a, t, m.lower(), c, top) for m, c in METHODS.items()}
+    gen = recover(a, t, "cda-generator", "cosine", 10, init=f"generator:{a.generator}") \
+        if a.generator and 10 in a.ipc else None
+    pack_assets(t, [*sets.values(), *([gen] if gen else [])])
     rows = []
     for ipc in a.ipc:
         for m, folder in sets.items():
@@ -138,8 +173,7 @@ def main() -> None:
             rows.append({"method": m, "ipc": ipc, "top1": r["top1"], "images": r["images"]})
         r = evaluate(a, t, f"random-ipc{ipc}", "random", ipc, a.eval_steps, 100)
         rows.append({"method": "random real subset", "ipc": ipc, "top1": r["top1"], "images": r["images"]})
-    if a.generator and 10 in a.ipc:
-        gen = recover(a, t, "cda-generator", "cosine", 10, init=f"generator:{a.generator}")
+    if gen:
         r = evaluate(a, t, f"{gen.name}-ipc10", str(gen), 10, a.eval_steps, 100)
         rows.append({"method": f"CDA, init generator:{a.generator}", "ipc": 10, "top1": r["top1"],
                      "images": r["images"]})
