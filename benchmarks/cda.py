@@ -10,7 +10,8 @@ of those (each image is synthesised independently, so a prefix is an IPC-k set).
 trains --eval-steps (default 16,000) at batch 100 with the live teacher's soft labels (T = 20,
 mixup/CutMix, RandomResizedCrop); the full-data row trains --full-steps (default 16,000) at batch
 128. Student top-1 keeps rising with length on this budget (the README's student-length study),
-so 16,000 steps is the default: 45 min to 1 h per student on 2 CPU cores (by machine), 8 to 11 h in all.
+so 16,000 steps is the default: 45 min to 1 h per student on 2 CPU cores (by machine), 8 to 11 h
+in all.
 --generator adds a CDA row initialised from a studio model's images at IPC 10 (beyond the
 paper). Recovery speed is timed apart, on fresh 200-iteration IPC-1 recoveries, CDA and SRe2L
 alternated, median of 3.
