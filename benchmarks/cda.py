@@ -21,9 +21,10 @@ never reuses a stale figure); rerun the command to continue. Each finished stude
 recorded in the committed ledger benchmarks/results/cda_students.json under its name and a
 fingerprint (sha256 of the teacher's weights and of the image folder), and the teacher's weights
 and the recovered image sets are packed into benchmarks/results/cda_assets.tar.gz (about 5 MB,
-byte-stable). A rerun on a machine that lost runs/ unpacks them first, so it carries on with the
-same teacher and images and skips every student the ledger already holds; a student whose
-teacher or images differ from its ledger entry trains anew.
+byte-stable), for the default teacher, recovery and generator settings only. A rerun with those
+settings on a machine that lost runs/ unpacks them first, so it carries on with the same teacher
+and images and skips every student the ledger already holds; a student whose teacher or images
+differ from its ledger entry trains anew.
 """
 
 from __future__ import annotations
@@ -86,6 +87,10 @@ def teacher(a) -> Path:
                            weight_decay=5e-4, max_grad_norm=0.0, ema_decay=0.0, checkpoint_every=250,
                            resume="latest")
         run_squeeze(SqueezeConfig(resolution=28, width=a.width, out=str(out), train=tc))
+    meta = json.loads((out / "classifier.json").read_text())
+    if (meta["width"], meta["steps"]) != (a.width, a.teacher_steps):
+        raise SystemExit(f"{out} holds a width-{meta['width']}, {meta['steps']}-step teacher; move it away to train "
+                         f"one with --width {a.width} --teacher-steps {a.teacher_steps}")
     return out
 
 
@@ -161,14 +166,19 @@ def main() -> None:
     p.add_argument("--full-steps", type=int, default=16000)
     p.add_argument("--generator", default="ui/models/student", help="pipeline for the generator-init row ('' skips)")
     a = p.parse_args()
-    restore_assets()
+    # the archive holds the default teacher and sets; other settings neither read nor overwrite it
+    archived = all(getattr(a, k) == p.get_default(k) for k in ("width", "teacher_steps", "iterations", "generator")) \
+        and max(a.ipc) == max(p.get_default("ipc")) and 10 in a.ipc
+    if archived:
+        restore_assets()
     t = teacher(a)
     tmeta = json.loads((t / "classifier.json").read_text())
     top = max(a.ipc)
     sets = {m: recover(a, t, m.lower(), c, top) for m, c in METHODS.items()}
     gen = recover(a, t, "cda-generator", "cosine", 10, init=f"generator:{a.generator}") \
         if a.generator and 10 in a.ipc else None
-    pack_assets(t, [*sets.values(), *([gen] if gen else [])])
+    if archived:
+        pack_assets(t, [*sets.values(), gen])
     rows = []
     for ipc in a.ipc:
         for m, folder in sets.items():
