@@ -37,4 +37,5 @@ bench: data
 	$(PY) benchmarks/trainer_overhead.py
 	$(PY) benchmarks/teacher_budget.py
 	$(PY) benchmarks/fid_speed.py
+	$(PY) benchmarks/bf16_speed.py
 	$(PY) benchmarks/instaflow.py
