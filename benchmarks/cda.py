@@ -104,8 +104,10 @@ def recover(a, t: Path, name: str, curriculum: str, ipc: int, init: str = "noise
 def fingerprint(t: Path, data: str) -> str:
     """sha256 over the teacher's weights and, for a distilled folder, its PNGs in name order."""
     h = hashlib.sha256((t / WEIGHTS).read_bytes())
-    h.update(data.encode() if data in ("random", "full") else b"")
-    for f in [] if data in ("random", "full") else sorted(Path(data).rglob("*.png")):
+    if data in ("random", "full"):
+        h.update(data.encode())
+        return h.hexdigest()
+    for f in sorted(Path(data).rglob("*.png")):
         h.update(f.relative_to(data).as_posix().encode())
         h.update(f.read_bytes())
     return h.hexdigest()
