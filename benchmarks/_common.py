@@ -29,7 +29,8 @@ def cpu_model() -> str:
 
 
 def machine() -> dict:
-    return {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+    return {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
             "python": platform.python_version(), "cuda": torch.cuda.is_available(),
             "date": time.strftime("%Y-%m-%d %H:%M:%S")}
 
