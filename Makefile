@@ -38,4 +38,5 @@ bench: data
 	$(PY) benchmarks/teacher_budget.py
 	$(PY) benchmarks/fid_speed.py
 	$(PY) benchmarks/bf16_speed.py
+	$(PY) benchmarks/ict_bf16_signal.py
 	$(PY) benchmarks/instaflow.py

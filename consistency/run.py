@@ -8,7 +8,7 @@ Layout of OUT: the exported ``ConsistencyModelPipeline`` (model_index.json, unet
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from diffusers import ConsistencyModelPipeline
@@ -29,11 +29,22 @@ from consistency.recipe import discretization_steps
 from consistency.sampling import default_sigmas, export_pipeline, sample
 
 
-def train_ict(cfg: ICTConfig) -> Path | None:
-    validate(cfg.train)
-    if cfg.train.mixed_precision == "fp16":
+def ict_precision(choice: str) -> str:
+    """iCT's precision: ``auto`` means fp32 here, not the loop's bf16-on-GPU, and fp16 is refused.
+
+    iCT learns from the small difference f(x + s_{i+1} z, s_{i+1}) - f(x + s_i z, s_i). Under bf16
+    autocast its rounding error, measured against float64 on the seeded SMALL_UNET
+    (``benchmarks/ict_bf16_signal.py``), is a median 0.4 % of the difference at N = 11, 5 % at
+    N = 161 and 22 % at N = 1281, against 2e-5 in fp32. bf16 stays available on request."""
+    if choice == "fp16":
         raise StudioError("--mixed-precision fp16 is not supported for iCT: lambda = 1/(sigma_{i+1} - sigma_i) "
                           "reaches about 2.6e4 and overflows half precision; use bf16 or no")
+    return "no" if choice == "auto" else choice
+
+
+def train_ict(cfg: ICTConfig) -> Path | None:
+    cfg = replace(cfg, train=replace(cfg.train, mixed_precision=ict_precision(cfg.train.mixed_precision)))
+    validate(cfg.train)
     if not 0.0 <= cfg.dropout < 1.0:
         raise StudioError(f"--dropout must be in [0, 1), got {cfg.dropout}")
     state = process_state()

@@ -114,6 +114,7 @@ def test_ict_train_cli_exports_a_loadable_pipeline(fake_fmnist, tmp_path):
                  "4", "--conditional", "--tracker", "none", "--no-progress", "--checkpoint-every", "1"]) == 0
     info = json.loads((out / "studio_model.json").read_text())
     assert info["kind"] == "consistency" and len(info["class_names"]) == 10
+    assert json.loads((out / "config.json").read_text())["train"]["mixed_precision"] == "no"  # auto, resolved
     pipe = ConsistencyModelPipeline.from_pretrained(str(out))
     assert pipe.unet.config.num_class_embeds == 10
     grid = tmp_path / "g.png"
@@ -121,6 +122,18 @@ def test_ict_train_cli_exports_a_loadable_pipeline(fake_fmnist, tmp_path):
     assert grid.is_file()
     assert main(["ict", "train", "--data-dir", str(fake_fmnist), "--out", str(tmp_path / "x"), "--steps", "1",
                  "--mixed-precision", "fp16"]) == 2
+
+
+def test_ict_precision_auto_is_fp32_and_fp16_is_refused():
+    """auto resolves to fp32 for iCT (bf16 rounding swamps the small student-target difference at
+    large N), explicit choices pass through, fp16 is refused with a StudioError."""
+    from consistency.run import ict_precision
+    from studio import StudioError
+
+    assert ict_precision("auto") == "no"
+    assert ict_precision("bf16") == "bf16" and ict_precision("no") == "no"
+    with pytest.raises(StudioError, match="fp16"):
+        ict_precision("fp16")
 
 
 def test_diffusion_baseline_export_matches_its_sampler_and_clips_x0(tmp_path):
