@@ -54,8 +54,9 @@ def read_state(ckpt: Path) -> dict:
     return json.loads((ckpt / STATE_FILE).read_text())
 
 
-def save_checkpoint(accelerator, out_dir, step: int, ema=None, limit: int = 3) -> Path:
-    """Collective: every process calls it. Returns the final checkpoint path."""
+def save_checkpoint(accelerator, out_dir, step: int, ema=None, limit: int = 3, seconds: float = 0.0) -> Path:
+    """Collective: every process calls it. Returns the final checkpoint path. ``seconds``: training
+    time spent to reach ``step``, over all resumed segments (kept in the state file)."""
     root = checkpoint_root(out_dir)
     final = root / f"{PREFIX}{step:08d}"
     tmp = root / (final.name + ".tmp")
@@ -68,7 +69,8 @@ def save_checkpoint(accelerator, out_dir, step: int, ema=None, limit: int = 3) -
     if accelerator.is_main_process:
         if ema is not None:
             save_file(ema.state_dict(), str(tmp / EMA_FILE))
-        (tmp / STATE_FILE).write_text(json.dumps({"step": step, "num_processes": accelerator.num_processes}))
+        (tmp / STATE_FILE).write_text(json.dumps({"step": step, "num_processes": accelerator.num_processes,
+                                                   "seconds": round(seconds, 3)}))
         if final.exists():  # the same step saved again (e.g. SIGTERM right after a periodic save)
             shutil.rmtree(final)
         os.replace(tmp, final)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from tqdm.auto import tqdm
 
 from studio import StudioError
 from studio.batches import stream_indices
-from studio.checkpoints import list_checkpoints, load_checkpoint, resolve_resume, save_checkpoint
+from studio.checkpoints import list_checkpoints, load_checkpoint, read_state, resolve_resume, save_checkpoint
 from studio.distributed import use_cpu
 from studio.ema import EMA
 from studio.method import Method
@@ -38,6 +39,7 @@ class TrainResult:
     step: int
     interrupted: bool
     modules: dict  # unwrapped trained modules (EMA weights loaded if EMA is on and the run finished)
+    seconds: float = 0.0  # training time to reach ``step``, summed over resumed segments
 
 
 def _to_device(batch: dict, device) -> dict:
@@ -97,10 +99,11 @@ def train(method: Method, cfg: TrainerConfig, out_dir) -> TrainResult:
     params = [p for m in plain.values() for p in m.parameters() if p.requires_grad]
     ema = EMA(plain, cfg.ema_decay) if cfg.ema_decay > 0 else None
 
-    start = 0
+    start, before = 0, 0.0
     ckpt = resolve_resume(out_dir, cfg.resume)
     if ckpt is not None:
         start = load_checkpoint(accelerator, ckpt, ema)
+        before = float(read_state(ckpt).get("seconds", 0.0))
         if accelerator.is_main_process:
             print(f"resumed from {ckpt} at step {start}")
     if cfg.tracker == "tensorboard":
@@ -114,7 +117,7 @@ def train(method: Method, cfg: TrainerConfig, out_dir) -> TrainResult:
         m.train()
     bar = tqdm(total=cfg.steps, initial=start, desc=method.name, dynamic_ncols=True,
                disable=not (cfg.progress and accelerator.is_main_process))
-    step, interrupted = start, False
+    step, interrupted, t0 = start, False, time.perf_counter()
     with _SigtermFlag() as sigterm:
         while step < cfg.steps:
             method.on_step_start(step)
@@ -163,15 +166,17 @@ def train(method: Method, cfg: TrainerConfig, out_dir) -> TrainResult:
                     accelerator.log(logs, step=step)
             if flags[1].item() > 0:
                 interrupted = True
-                path = save_checkpoint(accelerator, out_dir, step, ema, cfg.checkpoints_limit)
+                path = save_checkpoint(accelerator, out_dir, step, ema, cfg.checkpoints_limit,
+                                       before + time.perf_counter() - t0)
                 if accelerator.is_main_process:
                     print(f"SIGTERM: saved {path}; continue with --resume latest")
                 break
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                save_checkpoint(accelerator, out_dir, step, ema, cfg.checkpoints_limit)
+                save_checkpoint(accelerator, out_dir, step, ema, cfg.checkpoints_limit,
+                                before + time.perf_counter() - t0)
     bar.close()
     for tracker in accelerator.trackers:  # not end_training(): that also destroys the process group
         tracker.finish()
     if ema is not None and not interrupted:
         ema.copy_to(plain)
-    return TrainResult(step, interrupted, plain)
+    return TrainResult(step, interrupted, plain, round(before + time.perf_counter() - t0, 3))

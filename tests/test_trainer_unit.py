@@ -1,3 +1,4 @@
+import json
 import shutil
 
 import pytest
@@ -50,6 +51,21 @@ def test_checkpoint_retention_and_resume_is_exact(tmp_path):
     resumed = train(ToyMethod(noise=0.1, dropout=0.2), cfg(ema_decay=0.9, lr_schedule="cosine", warmup_steps=3,
                                                           max_grad_norm=1.0, resume="latest"), part)
     assert torch.equal(_weights(full.modules), _weights(resumed.modules))
+
+
+def test_training_seconds_add_up_over_resumed_segments(tmp_path):
+    """The time a checkpoint records is carried into the resumed run (a resumed run used to report
+    only its last segment)."""
+    first = train(ToyMethod(), cfg(steps=10), tmp_path)
+    ckpt = list_checkpoints(tmp_path)[-1]
+    state = json.loads((ckpt / "trainer_state.json").read_text())
+    assert 0 < state["seconds"] <= first.seconds
+    state["seconds"] = 1000.0  # pretend the first segment took 1,000 s
+    (ckpt / "trainer_state.json").write_text(json.dumps(state))
+    resumed = train(ToyMethod(), cfg(steps=20, resume="latest"), tmp_path)
+    assert resumed.step == 20 and resumed.seconds > 1000.0
+    last = json.loads((list_checkpoints(tmp_path)[-1] / "trainer_state.json").read_text())
+    assert last["step"] == 20 and last["seconds"] > 1000.0
 
 
 def test_nan_loss_stops_with_one_line_error_and_keeps_checkpoints(tmp_path):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -121,13 +120,12 @@ def run_eval(cfg: EvalConfig) -> dict | None:
     out, state = Path(cfg.out), process_state()
     if state.is_main_process:
         write_resolved_config(out, cfg)
-    t0 = time.perf_counter()
     result = train(SoftLabelTraining(student, teacher, data, cfg), cfg.train, out / "train")
     if result.interrupted:
         return None
     student = result.modules["student"]
     report = {"data": what, "images": len(data), "teacher": cfg.teacher, "student_arch": arch,
-              "student_width": width, "steps": result.step, "train_seconds": round(time.perf_counter() - t0, 1),
+              "student_width": width, "steps": result.step, "train_seconds": round(result.seconds, 1),
               "test_dataset": test_spec, "config": asdict(cfg)}
     if state.is_main_process:
         report["top1"] = accuracy(student, test, device=next(student.parameters()).device)
