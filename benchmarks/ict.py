@@ -35,6 +35,7 @@ from consistency.run import train_ict
 from consistency.sampling import default_sigmas
 from consistency.sampling import sample as sample_cm
 from studio.backbone import is_pipeline_dir, save_pipeline
+from studio.checkpoints import list_checkpoints, read_state
 from studio.data import load_dataset
 from studio.fid.extractor import FeatureExtractor
 from studio.fid.frechet import frechet_distance
@@ -52,25 +53,32 @@ def _train_cfg(a) -> TrainerConfig:
                          max_grad_norm=a.max_grad_norm, checkpoint_every=250, log_every=50, resume="latest")
 
 
+def _seconds(train_dir: Path) -> float:
+    """Training seconds to the newest checkpoint, summed over resumed segments (trainer state)."""
+    return round(float(read_state(list_checkpoints(train_dir)[-1]).get("seconds", 0.0)), 1)
+
+
 def stages(a) -> dict:
     from diffusers import ConsistencyModelPipeline, DDPMPipeline
 
     root = Path(a.root)
     path = root / "stage_seconds.json"
-    spent = json.loads(path.read_text()) if path.is_file() else {}  # a resumed run keeps earlier figures
+    spent = json.loads(path.read_text()) if path.is_file() else {}  # a finished stage keeps its figure
 
     if not is_pipeline_dir(root / "ict"):
-        t0 = time.perf_counter()
-        train_ict(replace(ICTConfig(out=str(root / "ict"), dropout=a.dropout, s1=a.s1), train=_train_cfg(a)))
-        spent["ict_train_s"] = spent.get("ict_train_s", 0) + round(time.perf_counter() - t0, 1)
+        done = train_ict(replace(ICTConfig(out=str(root / "ict"), dropout=a.dropout, s1=a.s1), train=_train_cfg(a)))
+        spent["ict_train_s"] = _seconds(root / "ict" / "train")
+        path.write_text(json.dumps(spent, indent=2))
+        if done is None:
+            raise SystemExit(f"interrupted in {root / 'ict'}; rerun the command to resume")
     if not is_pipeline_dir(root / "diffusion"):
-        t0 = time.perf_counter()
         data = load_dataset("fashion-mnist", resolution=32)
         result = train(PixelDiffusion(build_unet(0, a.dropout), data), _train_cfg(a), root / "diffusion" / "train")
-        if not result.interrupted:
-            save_pipeline(export_ddpm(result.modules["unet"].eval()), root / "diffusion")
-        spent["diffusion_train_s"] = spent.get("diffusion_train_s", 0) + round(time.perf_counter() - t0, 1)
-    path.write_text(json.dumps(spent, indent=2))
+        spent["diffusion_train_s"] = round(result.seconds, 1)
+        path.write_text(json.dumps(spent, indent=2))
+        if result.interrupted:
+            raise SystemExit(f"interrupted in {root / 'diffusion'}; rerun the command to resume")
+        save_pipeline(export_ddpm(result.modules["unet"].eval()), root / "diffusion")
     ict = ConsistencyModelPipeline.from_pretrained(str(root / "ict")).unet.eval()
     ddpm = DDPMPipeline.from_pretrained(str(root / "diffusion")).unet.eval()
     return {"ict": ict, "diffusion": ddpm, "spent": spent}
