@@ -74,7 +74,7 @@ def stages(a) -> dict:
     if not is_pipeline_dir(root / "diffusion"):
         data = load_dataset("fashion-mnist", resolution=32)
         result = train(PixelDiffusion(build_unet(0, a.dropout), data), _train_cfg(a), root / "diffusion" / "train")
-        spent["diffusion_train_s"] = round(result.seconds, 1)
+        spent["diffusion_train_s"] = _seconds(root / "diffusion" / "train")
         path.write_text(json.dumps(spent, indent=2))
         if result.interrupted:
             raise SystemExit(f"interrupted in {root / 'diffusion'}; rerun the command to resume")
