@@ -8,6 +8,9 @@ rounding error of each UNet pass does not. For N in 11, 161 and 1281, indices i 
 training lognormal (iCT sec. 3.5) and Fashion-MNIST images, this measures the relative error
 ||d_p - d_64|| / ||d_64|| of d computed in fp32 and under bf16 autocast against float64 (median
 over all samples of --batches batches of 32), and the same for the pseudo-Huber loss per sample.
+The float64 reference runs a float64 copy of the UNet; the scalings and c_noise are the same
+float32 values in every precision (``consistency_fn`` computes them so), so the figures are the
+rounding of the network passes and of x + sigma z.
 The UNet is ``consistency.model.SMALL_UNET`` at its seeded random initialisation, or the UNet of
 an exported ``ConsistencyModelPipeline`` given with --model.
 """
