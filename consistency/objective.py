@@ -22,7 +22,8 @@ from consistency.recipe import (P_MEAN, P_STD, S0, S1, discretization_steps, hub
 
 @contextlib.contextmanager
 def same_randomness(device: torch.device):
-    """Run the body twice-able: yields a function that restores the RNG state captured on entry."""
+    """Capture the CPU (and CUDA) RNG state on entry and yield a function that restores it, so a
+    second pass draws the same dropout masks as the first."""
     cpu = torch.get_rng_state()
     cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
 
