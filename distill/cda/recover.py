@@ -121,7 +121,7 @@ class Recovery(Method):
         logits = self.teacher(self.augment(modules["images"]()))
         ce = F.cross_entropy(logits.float(), batch["target"])
         bn = self.bn.value()
-        return ce + self.cfg.r_bn * bn, {"ce": float(ce), "bn": float(bn)}
+        return ce + self.cfg.r_bn * bn, {"ce": float(ce.detach()), "bn": float(bn.detach())}
 
     def on_step_end(self, step, logs):
         with torch.no_grad():
