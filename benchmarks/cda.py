@@ -30,17 +30,23 @@ byte-stable), for the default teacher, recovery and generator settings only. A r
 settings on a machine that lost runs/ unpacks them first, so it carries on with the same teacher
 and images and skips every student the ledger already holds; a student whose teacher or images
 differ from its ledger entry trains anew.
+Parallel: several copies of the command (say two, each with OMP_NUM_THREADS=1 on 2 cores) split
+the students: each takes the next student no other copy holds (a kernel file lock per student,
+freed when its holder exits or is killed), waits for the others' students at the end, and every
+copy writes the same result. Recoveries are locked too: a second copy waits for them.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import gzip
 import io
 import statistics
 import tarfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -85,13 +91,29 @@ def pack_assets(t: Path, sets: list[Path]) -> None:
     tmp.replace(ASSETS)
 
 
+@contextmanager
+def claimed(name: str, wait: bool = True):
+    """Hold ROOT/locks/<name>.lock exclusively (flock, so a killed holder frees it). Yields True
+    once held; with wait=False, yields False at once if another process holds it."""
+    lock = ROOT / "locks" / f"{name}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+
+
 def teacher(a) -> Path:
     out = ROOT / "teacher"
-    if not (out / "classifier.json").is_file():
-        tc = TrainerConfig(steps=a.teacher_steps, batch_size=128, lr=2e-3, lr_schedule="cosine", warmup_steps=100,
-                           weight_decay=5e-4, max_grad_norm=0.0, ema_decay=0.0, checkpoint_every=250,
-                           resume="latest")
-        run_squeeze(SqueezeConfig(resolution=28, width=a.width, out=str(out), train=tc))
+    with claimed("teacher"):
+        if not (out / "classifier.json").is_file():
+            tc = TrainerConfig(steps=a.teacher_steps, batch_size=128, lr=2e-3, lr_schedule="cosine", warmup_steps=100,
+                               weight_decay=5e-4, max_grad_norm=0.0, ema_decay=0.0, checkpoint_every=250,
+                               resume="latest")
+            run_squeeze(SqueezeConfig(resolution=28, width=a.width, out=str(out), train=tc))
     meta = json.loads((out / "classifier.json").read_text())
     if (meta["width"], meta["steps"]) != (a.width, a.teacher_steps):
         raise SystemExit(f"{out} holds a width-{meta['width']}, {meta['steps']}-step teacher; move it away to train "
@@ -101,8 +123,9 @@ def teacher(a) -> Path:
 
 def recover(a, t: Path, name: str, curriculum: str, ipc: int, init: str = "noise") -> Path:
     out = ROOT / f"{name}-ipc{ipc}-it{a.iterations}"
-    run_recover(RecoverConfig(teacher=str(t), ipc=ipc, iterations=a.iterations, curriculum=curriculum,
-                              milestone=1.0, init=init, out=str(out)))
+    with claimed(out.name):  # a parallel copy waits here, then finds the set finished
+        run_recover(RecoverConfig(teacher=str(t), ipc=ipc, iterations=a.iterations, curriculum=curriculum,
+                                  milestone=1.0, init=init, out=str(out)))
     return out
 
 
@@ -122,28 +145,36 @@ def read_ledger() -> dict:
     return json.loads(LEDGER.read_text()) if LEDGER.is_file() else {}
 
 
-def evaluate(a, t: Path, key: str, data: str, ipc: int, steps: int, batch: int, seed: int = 0) -> dict:
+def evaluate(a, t: Path, key: str, data: str, ipc: int, steps: int, batch: int, seed: int = 0,
+             wait: bool = True) -> dict | None:
+    """Train (or resume, or read back) one student and record it in the ledger. With wait=False,
+    returns None at once while a parallel copy of this benchmark holds the student."""
     name = f"{key}-s{steps}" + (f"-seed{seed}" if seed else "")  # a new step count or seed trains a new student
     out, fp = ROOT / "eval" / name, fingerprint(t, data)
     ledger = read_ledger()
     if not (out / RESULT).is_file() and ledger.get(name, {}).get("fingerprint") == fp:
         print(f"{name}: top-1 {ledger[name]['top1']} from {LEDGER.name} (same teacher and images)")
         return ledger[name]
-    if not (out / RESULT).is_file():
-        tc = TrainerConfig(steps=steps, batch_size=batch, lr=1e-3, lr_schedule="cosine", weight_decay=0.01,
-                           max_grad_norm=0.0, ema_decay=0.0, checkpoint_every=250, tracker="none", resume="latest",
-                           seed=seed)
-        if run_eval(EvalConfig(data=data, teacher=str(t), ipc=ipc, out=str(out), train=tc)) is None:
-            raise SystemExit(f"interrupted in {out}; rerun the command to resume")
+    with claimed(name, wait) as mine:
+        if not mine:
+            print(f"{name}: another copy of this benchmark is training it; coming back to it at the end")
+            return None
+        if not (out / RESULT).is_file():
+            tc = TrainerConfig(steps=steps, batch_size=batch, lr=1e-3, lr_schedule="cosine", weight_decay=0.01,
+                               max_grad_norm=0.0, ema_decay=0.0, checkpoint_every=250, tracker="none",
+                               resume="latest", seed=seed)
+            if run_eval(EvalConfig(data=data, teacher=str(t), ipc=ipc, out=str(out), train=tc)) is None:
+                raise SystemExit(f"interrupted in {out}; rerun the command to resume")
     r = json.loads((out / RESULT).read_text())
-    ledger = read_ledger()  # re-read: another student may have been recorded meanwhile
-    if ledger.get(name, {}).get("fingerprint") == fp and ledger[name]["top1"] == r["top1"]:
-        return r  # already recorded
-    ledger[name] = {"top1": r["top1"], "images": r["images"], "train_seconds": r["train_seconds"],
-                    "fingerprint": fp, "machine": machine()}
-    tmp = LEDGER.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(ledger, indent=2, sort_keys=True))
-    tmp.replace(LEDGER)
+    with claimed("ledger"):  # parallel copies record one at a time
+        ledger = read_ledger()
+        if ledger.get(name, {}).get("fingerprint") == fp and ledger[name]["top1"] == r["top1"]:
+            return r  # already recorded
+        ledger[name] = {"top1": r["top1"], "images": r["images"], "train_seconds": r["train_seconds"],
+                        "fingerprint": fp, "machine": machine()}
+        tmp = LEDGER.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(ledger, indent=2, sort_keys=True))
+        tmp.replace(LEDGER)
     return r
 
 
@@ -189,21 +220,32 @@ def main() -> None:
         if a.generator and 10 in a.ipc else None
     if archived:
         pack_assets(t, [*sets.values(), gen])
-    rows = []
+    # every student as (row, evaluate's arguments), in the order they are trained
+    jobs = []
     for ipc in a.ipc:
         for m, folder in sets.items():
-            seeds = a.seeds if ipc in a.seed_ipc else [0]
-            runs = [evaluate(a, t, f"{folder.name}-ipc{ipc}", str(folder), ipc, a.eval_steps, 100, s) for s in seeds]
-            rows.append({"method": m, "ipc": ipc, "top1": statistics.median(r["top1"] for r in runs),
-                         "images": runs[0]["images"], "seeds": seeds, "runs": [r["top1"] for r in runs]})
-        r = evaluate(a, t, f"random-ipc{ipc}", "random", ipc, a.eval_steps, 100)
-        rows.append({"method": "random real subset", "ipc": ipc, "top1": r["top1"], "images": r["images"]})
+            for s in (a.seeds if ipc in a.seed_ipc else [0]):
+                jobs.append(((m, ipc), (f"{folder.name}-ipc{ipc}", str(folder), ipc, a.eval_steps, 100, s)))
+        jobs.append((("random real subset", ipc), (f"random-ipc{ipc}", "random", ipc, a.eval_steps, 100, 0)))
     if gen:
-        r = evaluate(a, t, f"{gen.name}-ipc10", str(gen), 10, a.eval_steps, 100)
-        rows.append({"method": f"CDA, init generator:{a.generator}", "ipc": 10, "top1": r["top1"],
-                     "images": r["images"]})
-    full = evaluate(a, t, "full", "full", 0, a.full_steps, 128)
-    rows.append({"method": "full data", "ipc": None, "top1": full["top1"], "images": full["images"]})
+        jobs.append(((f"CDA, init generator:{a.generator}", 10), (f"{gen.name}-ipc10", str(gen), 10, a.eval_steps,
+                                                                   100, 0)))
+    jobs.append((("full data", None), ("full", "full", 0, a.full_steps, 128, 0)))
+    done = {}
+    for wait in (False, True):  # first the students no parallel copy holds, then wait for the rest
+        for i, (_, args) in enumerate(jobs):
+            if i not in done:
+                r = evaluate(a, t, *args, wait=wait)
+                if r is not None:
+                    done[i] = r
+    rows = []
+    for row in dict.fromkeys(row for row, _ in jobs):
+        runs = [(args[-1], done[i]) for i, (r, args) in enumerate(jobs) if r == row]
+        entry = {"method": row[0], "ipc": row[1], "top1": statistics.median(r["top1"] for _, r in runs),
+                 "images": runs[0][1]["images"]}
+        if row[0] in METHODS:
+            entry.update(seeds=[s for s, _ in runs], runs=[r["top1"] for _, r in runs])
+        rows.append(entry)
     ms = recovery_speed(t)
     grid = load_distilled(sets["CDA"], tmeta["class_names"], tmeta["resolution"], ipc=min(10, top))
     order = np.argsort(grid.labels, kind="stable")
