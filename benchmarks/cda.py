@@ -219,7 +219,8 @@ def main() -> None:
     gen = recover(a, t, "cda-generator", "cosine", 10, init=f"generator:{a.generator}") \
         if a.generator and 10 in a.ipc else None
     if archived:
-        pack_assets(t, [*sets.values(), gen])
+        with claimed("assets"):  # parallel copies pack one at a time (same bytes)
+            pack_assets(t, [*sets.values(), gen])
     # every student as (row, evaluate's arguments), in the order they are trained
     jobs = []
     for ipc in a.ipc:
@@ -246,6 +247,13 @@ def main() -> None:
         if row[0] in METHODS:
             entry.update(seeds=[s for s, _ in runs], runs=[r["top1"] for _, r in runs])
         rows.append(entry)
+    with claimed("results"):  # parallel copies time and write one at a time; the timing runs alone
+        write_results(a, t, tmeta, sets, rows)
+
+
+def write_results(a, t: Path, tmeta: dict, sets: dict, rows: list) -> None:
+    """Recovery timing, the image grid and cda.json (with the goals) for finished ``rows``."""
+    top = max(a.ipc)
     ms = recovery_speed(t)
     grid = load_distilled(sets["CDA"], tmeta["class_names"], tmeta["resolution"], ipc=min(10, top))
     order = np.argsort(grid.labels, kind="stable")
