@@ -32,8 +32,8 @@ and images and skips every student the ledger already holds; a student whose tea
 differ from its ledger entry trains anew.
 Parallel: several copies of the command (say two, each with OMP_NUM_THREADS=1 on 2 cores) split
 the students: each takes the next student no other copy holds (a kernel file lock per student,
-freed when its holder exits or is killed), waits for the others' students at the end, and every
-copy writes the same result. Recoveries are locked too: a second copy waits for them.
+freed when its holder exits or is killed), waits for the others' students at the end, and the
+copies then write the result in turn (the same rows; the recovery timing runs alone). Recoveries are locked too: a second copy waits for them.
 """
 
 from __future__ import annotations
