@@ -33,7 +33,8 @@ differ from its ledger entry trains anew.
 Parallel: several copies of the command (say two, each with OMP_NUM_THREADS=1 on 2 cores) split
 the students: each takes the next student no other copy holds (a kernel file lock per student,
 freed when its holder exits or is killed), waits for the others' students at the end, and the
-copies then write the result in turn (the same rows; the recovery timing runs alone). Recoveries are locked too: a second copy waits for them.
+copies then write the result in turn (the same rows; the recovery timing runs alone).
+Recoveries are locked too: a second copy waits for them.
 """
 
 from __future__ import annotations
