@@ -1,6 +1,7 @@
 """CDA vs SRe2L vs a random real subset vs the full data on Fashion-MNIST (CPU budget).
 
-    python benchmarks/cda.py          # -> benchmarks/results/cda.json and cda_grid.png
+    python benchmarks/cda.py                   # -> benchmarks/results/cda.json and cda_grid.png
+    python benchmarks/cda.py --iterations 500  # -> cda_it500.json and cda_grid_it500.png
 
 Budget (stated, fixed): teacher and students are ``resnet18-small`` at --width (default 16,
 a quarter of ResNet-18's channels) on 28x28 images; the teacher trains --teacher-steps at batch
@@ -46,6 +47,7 @@ import json
 import gzip
 import io
 import statistics
+import sys
 import tarfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -249,33 +251,35 @@ def main() -> None:
             entry.update(seeds=[s for s, _ in runs], runs=[r["top1"] for _, r in runs])
         rows.append(entry)
     with claimed("results"):  # parallel copies time and write one at a time; the timing runs alone
-        write_results(a, t, tmeta, sets, rows)
+        suffix = "" if a.iterations == p.get_default("iterations") else f"_it{a.iterations}"
+        write_results(a, t, tmeta, sets, rows, suffix)
 
 
-def write_results(a, t: Path, tmeta: dict, sets: dict, rows: list) -> None:
-    """Recovery timing, the image grid and cda.json (with the goals) for finished ``rows``."""
+def write_results(a, t: Path, tmeta: dict, sets: dict, rows: list, suffix: str = "") -> None:
+    """Recovery timing, the image grid and cda{suffix}.json (with the goals) for finished ``rows``;
+    a non-default --iterations gets its own files (``suffix``), so the default run's stay."""
     top = max(a.ipc)
     ms = recovery_speed(t)
     grid = load_distilled(sets["CDA"], tmeta["class_names"], tmeta["resolution"], ipc=min(10, top))
     order = np.argsort(grid.labels, kind="stable")
-    save_png(make_grid(grid.images[order], nrow=min(10, top)), RESULTS / "cda_grid.png")
+    save_png(make_grid(grid.images[order], nrow=min(10, top)), RESULTS / f"cda_grid{suffix}.png")
     by = {(r["method"], r["ipc"]): r["top1"] for r in rows}
     goals = {"cda_ipc10_top1": by.get(("CDA", 10)), "cda_ipc10_at_least_85": (by.get(("CDA", 10)) or 0) >= 85.0,
              "cda_at_least_sre2l_every_ipc": all(by[("CDA", i)] >= by[("SRe2L", i)] for i in a.ipc)}
     payload = {
         "what": "CDA / SRe2L / random subset / full data on Fashion-MNIST, top-1 on the 10,000 test images",
-        "command": "python benchmarks/cda.py",
+        "command": " ".join(["python benchmarks/cda.py", *sys.argv[1:]]),
         "teacher": {"arch": tmeta["arch"], "width": tmeta["width"], "test_top1": tmeta["test_top1"],
                     "steps": tmeta["steps"], "train_seconds": tmeta["train_seconds"]},
         "rows": rows,
         "recovery_ms_per_iteration": ms,
         "goals": goals,
         "settings": vars(a),
-        "grid": "benchmarks/results/cda_grid.png (CDA, one row per class, first 10 IPC)",
+        "grid": f"benchmarks/results/cda_grid{suffix}.png (CDA, one row per class, first 10 IPC)",
         "published": {"DSA ipc10": 84.6, "DC ipc10": 82.3},
     }
     print(json.dumps({"rows": rows, "goals": goals}, indent=2))
-    write_result("cda", payload)
+    write_result(f"cda{suffix}", payload)
 
 
 if __name__ == "__main__":
