@@ -7,7 +7,7 @@ Budget (stated, fixed): teacher and students are ``resnet18-small`` at --width (
 a quarter of ResNet-18's channels) on 28x28 images; the teacher trains --teacher-steps at batch
 128. Recovery synthesises max(--ipc) images per class once per method (CDA cosine curriculum,
 milestone 1.0; SRe2L = no curriculum) with --iterations (default 1,000, the paper's setting;
-the README's first table used 500); IPC 1 and 10 are the first 1 and 10
+the README's second table is --iterations 500); IPC 1 and 10 are the first 1 and 10
 of those (each image is synthesised independently, so a prefix is an IPC-k set). Every student
 trains --eval-steps (default 16,000) at batch 100 with the live teacher's soft labels (T = 20,
 mixup/CutMix, RandomResizedCrop); the full-data row trains --full-steps (default 16,000) at batch
