@@ -61,7 +61,7 @@ from distill.cda.evaluate import RESULT, run_eval
 from distill.cda.recover import load_distilled, run_recover
 from distill.cda.squeeze import run_squeeze
 from studio.images import make_grid, save_png
-from studio.train_config import TrainerConfig
+from studio.training.config import TrainerConfig
 
 ROOT = Path("runs/bench/cda")
 LEDGER = RESULTS / "cda_students.json"

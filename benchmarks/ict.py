@@ -34,16 +34,16 @@ from consistency.model import build_unet
 from consistency.run import train_ict
 from consistency.sampling import default_sigmas
 from consistency.sampling import sample as sample_cm
-from studio.backbone import is_pipeline_dir, save_pipeline
-from studio.checkpoints import list_checkpoints, read_state
+from studio.models.backbone import is_pipeline_dir, save_pipeline
+from studio.training.checkpoints import list_checkpoints, read_state
 from studio.data import load_dataset
 from studio.fid.extractor import FeatureExtractor
 from studio.fid.frechet import frechet_distance
 from studio.fid.run import FIDOptions, FIDStatsConfig, compute_stats
 from studio.fid.stats import FeatureStats, load_stats
 from studio.images import make_grid, save_png
-from studio.train_config import TrainerConfig
-from studio.trainer import train
+from studio.training.config import TrainerConfig
+from studio.training.loop import train
 
 DEFAULT_ROOT = "runs/bench/ict"
 

@@ -31,14 +31,14 @@ from distill.reflow.config import DistillConfig, PairsConfig, ReflowTrainConfig
 from distill.reflow.pairs import generate_pairs
 from distill.reflow.straightness import measure
 from distill.reflow.train import train_reflow, train_student
-from studio.backbone import is_pipeline_dir, load_pipeline
+from studio.models.backbone import is_pipeline_dir, load_pipeline
 from studio.data import FASHION_MNIST_CLASSES, class_prompts
 from studio.fid.run import FIDConfig, FIDOptions, FIDStatsConfig, compute_fid, compute_stats
 from studio.images import make_grid, save_png
-from studio.model_info import MODEL_INFO, read_model_info, write_model_info
-from studio.sampling import generate
+from studio.models.model_info import MODEL_INFO, read_model_info, write_model_info
+from studio.diffusion.sampling import generate
 from studio.teacher import TeacherConfig, train_teacher
-from studio.train_config import TrainerConfig
+from studio.training.config import TrainerConfig
 
 ROOT = Path("runs/bench/instaflow")
 TEACHER = Path("runs/bench/teacher")
@@ -172,7 +172,7 @@ def init_losses() -> dict:
 
     from distill.reflow.objectives import ReflowObjective
     from distill.reflow.pairs import PairsDataset
-    from studio.randomness import StepRandom
+    from studio.training.randomness import StepRandom
 
     pairs = PairsDataset(ROOT / "pairs-teacher")
     batch = pairs.batch(list(range(0, 2048, 8)))

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from _common import RESULTS, write_result
-from studio.backbone import load_pipeline
+from studio.models.backbone import load_pipeline
 from studio.data import FASHION_MNIST_CLASSES, class_prompts
-from studio.demo import DemoConfig
+from studio.cli.demo import DemoConfig
 from studio.images import make_grid, save_png
-from studio.sampling import generate
+from studio.diffusion.sampling import generate
 from studio.teacher import train_teacher
 
 

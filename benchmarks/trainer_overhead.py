@@ -20,11 +20,11 @@ import torch
 
 from _common import write_result
 from studio.data import FASHION_MNIST_CLASSES, load_dataset
-from studio.presets import build_pipeline, tokenizer_corpus
-from studio.randomness import StepRandom
+from studio.models.presets import build_pipeline, tokenizer_corpus
+from studio.training.randomness import StepRandom
 from studio.teacher.unet_stage import UNetStage
-from studio.train_config import TrainerConfig
-from studio.trainer import train
+from studio.training.config import TrainerConfig
+from studio.training.loop import train
 
 
 WARMUP = 3  # steps excluded from timing in both loops
@@ -85,7 +85,7 @@ def main():
         ours.append(studio_loop(TimedUNetStage(copy.deepcopy(base), data), cfg))
     ratios = [o / b for o, b in zip(ours, bare)]
     write_result("trainer_overhead", {
-        "what": "s/step of studio.trainer.train vs a bare PyTorch loop, tiny teacher UNet stage, CPU",
+        "what": "s/step of studio.training.loop.train vs a bare PyTorch loop, tiny teacher UNet stage, CPU",
         "command": "python benchmarks/trainer_overhead.py",
         "steps_per_run": args.steps, "repeats": args.repeats, "batch_size": args.batch_size,
         "bare_s_per_step": bare, "studio_s_per_step": ours, "ratios": ratios,

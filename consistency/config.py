@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from studio.train_config import TrainerConfig
+from studio.training.config import TrainerConfig
 
 
 def _ict_train_defaults() -> TrainerConfig:

@@ -1,7 +1,7 @@
 """The pixel-space diffusion model that iCT is compared with in ``benchmarks/ict.py``.
 
 DDPM (Ho et al. 2020): epsilon prediction with L_simple through the core's
-``studio.diffusion_objective``, linear betas 1e-4 to 0.02 over 1,000 steps, on the same
+``studio.diffusion.objective``, linear betas 1e-4 to 0.02 over 1,000 steps, on the same
 ``UNet2DModel`` as the consistency model; sampled in 25+ steps with the stochastic (SDE) variant of
 second-order DPM-Solver++ (Lu et al. 2022, "DPM-Solver++"; diffusers' ``sde-dpmsolver++``) with the
 model's x0 predictions clipped to [-1, 1] (``thresholding=True``, ``sample_max_value=1``; DDPM's
@@ -22,8 +22,8 @@ from __future__ import annotations
 import torch
 from diffusers import DDPMPipeline, DDPMScheduler, DPMSolverMultistepScheduler
 
-from studio.diffusion_objective import diffusion_loss
-from studio.method import Method
+from studio.diffusion.objective import diffusion_loss
+from studio.training.method import Method
 
 
 def ddpm_schedule() -> DDPMScheduler:

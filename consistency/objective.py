@@ -13,7 +13,7 @@ import contextlib
 
 import torch
 
-from studio.method import Method
+from studio.training.method import Method
 
 from consistency.model import consistency_fn
 from consistency.recipe import (P_MEAN, P_STD, S0, S1, discretization_steps, huber_c, karras_sigmas, loss_weights,

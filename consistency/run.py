@@ -14,13 +14,13 @@ from pathlib import Path
 from diffusers import ConsistencyModelPipeline
 
 from studio import StudioError
-from studio.backbone import load_pipeline, save_pipeline
+from studio.models.backbone import load_pipeline, save_pipeline
 from studio.data import load_dataset
-from studio.distributed import process_state
+from studio.devices import process_state
 from studio.images import make_grid, save_png
-from studio.model_info import read_model_info, write_model_info
-from studio.train_config import validate
-from studio.trainer import train, write_resolved_config
+from studio.models.model_info import read_model_info, write_model_info
+from studio.training.config import validate
+from studio.training.loop import train, write_resolved_config
 
 from consistency.config import ICTConfig, ICTSampleConfig
 from consistency.model import build_unet

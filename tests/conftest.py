@@ -39,14 +39,14 @@ def fake_fmnist(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_pipeline():
     from studio.data import FASHION_MNIST_CLASSES
-    from studio.presets import build_pipeline, tokenizer_corpus
+    from studio.models.presets import build_pipeline, tokenizer_corpus
 
     return build_pipeline("tiny", tokenizer_corpus(FASHION_MNIST_CLASSES), seed=0)
 
 
 @pytest.fixture(scope="session")
 def tiny_pipeline_dir(tiny_pipeline, tmp_path_factory) -> Path:
-    from studio.backbone import save_pipeline
+    from studio.models.backbone import save_pipeline
 
     return save_pipeline(tiny_pipeline, tmp_path_factory.mktemp("tiny_pipe"))
 

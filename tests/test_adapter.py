@@ -1,6 +1,6 @@
 import torch
 
-from studio.adapter import Denoiser, classifier_free_guidance, predict_x0
+from studio.diffusion.adapter import Denoiser, classifier_free_guidance, predict_x0
 
 
 class Affine(torch.nn.Module):

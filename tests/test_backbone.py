@@ -5,10 +5,10 @@ import torch
 from diffusers import StableDiffusionPipeline
 
 from studio import StudioError
-from studio.backbone import load_pipeline, save_pipeline
+from studio.models.backbone import load_pipeline, save_pipeline
 from studio.data import FASHION_MNIST_CLASSES
-from studio.presets import tokenizer_corpus
-from studio.tokenizer import train_clip_tokenizer
+from studio.models.presets import tokenizer_corpus
+from studio.models.tokenizer import train_clip_tokenizer
 
 
 def test_tokenizer_vocabulary_is_real(tiny_pipeline):
@@ -68,7 +68,7 @@ def test_load_errors(tmp_path):
 def test_bpe_merges_follow_sennrich_example():
     from collections import Counter
 
-    from studio.tokenizer import learn_merges
+    from studio.models.tokenizer import learn_merges
 
     words = Counter({"low": 5, "lower": 2, "newest": 6, "widest": 3})
     # (e, s) and (s, t</w>) both occur 9 times; ties go to the smaller pair

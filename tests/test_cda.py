@@ -18,7 +18,7 @@ from distill.cda.recover import Recovery, folder_name, load_distilled, run_recov
 from distill.cda.squeeze import run_squeeze
 from studio import StudioError
 from studio.data import FASHION_MNIST_CLASSES, load_image_folder
-from studio.train_config import TrainerConfig
+from studio.training.config import TrainerConfig
 
 CLASSES = list(FASHION_MNIST_CLASSES)
 
@@ -178,7 +178,7 @@ def test_recovery_lowers_the_loss(random_teacher):
             return float(ce + cfg.r_bn * method.bn.value())
 
     before = total(init.clamp(-1, 1))
-    from studio.trainer import train
+    from studio.training.loop import train
 
     tcfg = TrainerConfig(steps=15, batch_size=1, lr=cfg.lr, lr_schedule="cosine", adam_beta1=0.5, adam_beta2=0.9,
                          max_grad_norm=0.0, ema_decay=0.0, tracker="none", progress=False, checkpoint_every=100,
@@ -312,7 +312,7 @@ def test_squeeze_recover_eval_end_to_end(fake_fmnist, tmp_path):
 
 def test_cda_commands_are_registered_and_fail_with_one_line(tmp_path, capsys):
     from studio.cli import build_parser, main
-    from studio.configs import config_from_args
+    from studio.cli.schema import config_from_args
 
     parser, commands = build_parser()
     assert {("cda", "squeeze"), ("cda", "recover"), ("cda", "eval")} <= set(commands)

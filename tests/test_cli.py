@@ -4,9 +4,9 @@ import json
 import pytest
 
 from studio.cli import build_parser, main
-from studio.configs import add_config_arguments, config_from_args
+from studio.cli.schema import add_config_arguments, config_from_args
 from studio.teacher import TeacherConfig
-from studio.train_config import TrainerConfig
+from studio.training.config import TrainerConfig
 
 
 def parse(cls, argv):

@@ -1,13 +1,13 @@
-"""studio.flow: the rectified-flow convention, the Euler sampler and the diffusers export pairing."""
+"""studio.diffusion.flow: the rectified-flow convention, the Euler sampler and the diffusers export pairing."""
 
 import numpy as np
 import pytest
 import torch
 from diffusers import StableDiffusionPipeline
 
-from studio.backbone import load_pipeline, save_pipeline
-from studio.flow import euler, flow_scheduler, interpolate, time_grid, unet_timestep, velocity
-from studio.sampling import generate
+from studio.models.backbone import load_pipeline, save_pipeline
+from studio.diffusion.flow import euler, flow_scheduler, interpolate, time_grid, unet_timestep, velocity
+from studio.diffusion.sampling import generate
 
 PROMPTS = ["a photo of a bag", "a photo of a coat"]
 
@@ -45,7 +45,7 @@ def test_grid_and_sign_conventions():
 
 @pytest.fixture(scope="module")
 def flow_dir(tiny_pipeline, tmp_path_factory):
-    from studio.presets import build_pipeline, tokenizer_corpus
+    from studio.models.presets import build_pipeline, tokenizer_corpus
     from studio.data import FASHION_MNIST_CLASSES
 
     pipe = build_pipeline("tiny", tokenizer_corpus(FASHION_MNIST_CLASSES), seed=1)

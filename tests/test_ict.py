@@ -12,7 +12,7 @@ from consistency.objective import ICTObjective, same_randomness
 from consistency.recipe import SIGMA_MIN
 from consistency.sampling import diffusers_timesteps, export_pipeline, sample
 from studio.cli import main
-from studio.randomness import StepRandom
+from studio.training.randomness import StepRandom
 
 SMALL = dict(block_out_channels=(16, 32, 32), norm_num_groups=8, attention_head_dim=16)
 

@@ -19,12 +19,12 @@ from distill.reflow.pairs import PairsDataset, generate_pairs, shards_of_rank
 from distill.reflow.straightness import measure, straightness
 from distill.reflow.train import train_reflow, train_student
 from studio import StudioError
-from studio.backbone import load_pipeline
+from studio.models.backbone import load_pipeline
 from studio.cli import main
-from studio.model_info import read_model_info
-from studio.randomness import StepRandom
-from studio.sampling import generate
-from studio.train_config import TrainerConfig
+from studio.models.model_info import read_model_info
+from studio.training.randomness import StepRandom
+from studio.diffusion.sampling import generate
+from studio.training.config import TrainerConfig
 
 PROMPTS = ["a photo of a bag", "a photo of a coat", "a photo of a dress"]
 
@@ -55,7 +55,7 @@ def test_pairs_are_the_teachers_ode_endpoints(pairs_dir, tiny_pipeline_dir):
     assert batch["x0"].shape == batch["x1"].shape == (3, 4, 16, 16)
     assert batch["prompt_id"].tolist() == [0, 1, 2]
     pipe = load_pipeline(tiny_pipeline_dir)
-    from studio.sampling import sample_latents
+    from studio.diffusion.sampling import sample_latents
 
     x1 = sample_latents(pipe, [PROMPTS[2]], 2, 3.0, [5], "dpmsolver")  # pair 5: seed 5, prompt 5 mod 3
     torch.testing.assert_close(batch["x1"][2:], x1, atol=1e-4, rtol=1e-4)  # batch of 2 vs 1: float sums
@@ -185,9 +185,9 @@ def test_distillation_target_is_the_one_step_sampler(pairs_dir, tiny_pipeline_di
     """The trained map x0 + dt v(x0) is exactly what 1-step sampling of the export computes."""
     obj = DistillObjective(load_pipeline(tiny_pipeline_dir), PairsDataset(pairs_dir))
     pipe = obj.pipe
-    from studio.flow import flow_scheduler
-    from studio.prompting import encode_prompts
-    from studio.sampling import initial_noise, sample_latents
+    from studio.diffusion.flow import flow_scheduler
+    from studio.diffusion.prompting import encode_prompts
+    from studio.diffusion.sampling import initial_noise, sample_latents
 
     pipe.scheduler = flow_scheduler()
     x0 = initial_noise((4, 16, 16), [3], "cpu", torch.float32)

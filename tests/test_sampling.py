@@ -3,9 +3,9 @@ import torch
 from diffusers import StableDiffusionPipeline
 from PIL import Image
 
-from studio.backbone import load_pipeline
+from studio.models.backbone import load_pipeline
 from studio.cli import main
-from studio.sampling import generate
+from studio.diffusion.sampling import generate
 
 PROMPTS = ["a photo of a bag", "a photo of a coat", "a photo of an ankle boot"]
 

@@ -1,7 +1,7 @@
 import torch
 from safetensors.torch import load_file
 
-from studio.backbone import load_pipeline
+from studio.models.backbone import load_pipeline
 from studio.cli import main
 
 

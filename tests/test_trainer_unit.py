@@ -4,10 +4,10 @@ import shutil
 import pytest
 import torch
 
-from studio.checkpoints import list_checkpoints
-from studio.ema import EMA
-from studio.train_config import TrainerConfig, lr_factor
-from studio.trainer import NonFiniteLoss, train
+from studio.training.checkpoints import list_checkpoints
+from studio.training.ema import EMA
+from studio.training.config import TrainerConfig, lr_factor
+from studio.training.loop import NonFiniteLoss, train
 from toy_method import ToyMethod
 
 

@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from studio import StudioError
-from studio.backbone import save_pipeline
-from studio.flow import flow_scheduler
-from studio.model_info import write_model_info
+from studio.models.backbone import save_pipeline
+from studio.diffusion.flow import flow_scheduler
+from studio.models.model_info import write_model_info
 from ui.actions import check_generate
 from ui.registry import ModelRegistry
 

@@ -2,7 +2,7 @@
 
 import torch
 
-from studio.method import Method
+from studio.training.method import Method
 
 
 class ToyData:

@@ -1,6 +1,6 @@
 """What the app's buttons do, without Gradio: input checks, generation, FID runs.
 
-Built on the studio's public Python API (``studio.sampling.generate``,
+Built on the studio's public Python API (``studio.diffusion.sampling.generate``,
 ``studio.fid.run.compute_fid``), never on CLI parsing. Every bad input raises a
 :class:`StudioError` whose message says in plain words what to change.
 """
@@ -17,8 +17,8 @@ from typing import Callable
 from studio import StudioError
 from studio.fid.run import FIDConfig, FIDOptions, compute_fid
 from studio.images import make_grid, save_png
-from studio.model_info import sampling_settings
-from studio.sampling import generate
+from studio.models.model_info import sampling_settings
+from studio.diffusion.sampling import generate
 
 from ui.history import append_record
 from ui.registry import ModelRegistry

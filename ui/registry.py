@@ -12,8 +12,8 @@ import threading
 from pathlib import Path
 
 from studio import StudioError
-from studio.backbone import is_pipeline_dir, load_pipeline
-from studio.model_info import read_model_info
+from studio.models.backbone import is_pipeline_dir, load_pipeline
+from studio.models.model_info import read_model_info
 
 MAX_DEPTH = 3
 

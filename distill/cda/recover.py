@@ -39,14 +39,14 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from studio import StudioError
-from studio.checkpoints import list_checkpoints
+from studio.training.checkpoints import list_checkpoints
 from studio.data.captioned import CAPTION_TEMPLATES, caption
-from studio.distributed import process_state
+from studio.devices import process_state
 from studio.images import save_png, to_uint8
-from studio.method import Method
-from studio.randomness import stream_seed
-from studio.train_config import TrainerConfig
-from studio.trainer import train
+from studio.training.method import Method
+from studio.training.randomness import stream_seed
+from studio.training.config import TrainerConfig
+from studio.training.loop import train
 
 from distill.cda.augment import random_flip, random_resized_crop, roll_jitter
 from distill.cda.bn_matching import BNStatsLoss
@@ -184,9 +184,9 @@ class _Generator:
         self.src, self._pipe = src, None
 
     def __call__(self, prompts: list[str], seed: int) -> np.ndarray:
-        from studio.backbone import load_pipeline
-        from studio.model_info import sampling_settings
-        from studio.sampling import generate
+        from studio.models.backbone import load_pipeline
+        from studio.models.model_info import sampling_settings
+        from studio.diffusion.sampling import generate
 
         if self._pipe is None:
             self._pipe = load_pipeline(self.src)

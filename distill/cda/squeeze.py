@@ -13,10 +13,10 @@ import torch.nn.functional as F
 
 from studio import StudioError
 from studio.data import load_dataset
-from studio.distributed import process_state
-from studio.method import Method
-from studio.train_config import validate
-from studio.trainer import train, write_resolved_config
+from studio.devices import process_state
+from studio.training.method import Method
+from studio.training.config import validate
+from studio.training.loop import train, write_resolved_config
 
 from distill.cda.augment import random_flip
 from distill.cda.classifier import accuracy, build_classifier, load_weights, save_classifier

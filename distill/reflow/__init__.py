@@ -1,4 +1,4 @@
 """Reflow / InstaFlow: teacher couplings, 2-rectified flow, one-step distillation, straightness.
 
-Time convention: ``studio.flow``.
+Time convention: ``studio.diffusion.flow``.
 """

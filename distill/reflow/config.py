@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from studio.train_config import TrainerConfig
+from studio.training.config import TrainerConfig
 
 
 @dataclass

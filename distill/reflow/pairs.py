@@ -27,11 +27,11 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from studio import StudioError
-from studio.backbone import load_pipeline
+from studio.models.backbone import load_pipeline
 from studio.data.prompts import prompts_from
-from studio.distributed import process_state
-from studio.model_info import read_model_info
-from studio.sampling import initial_noise, sample_latents
+from studio.devices import process_state
+from studio.models.model_info import read_model_info
+from studio.diffusion.sampling import initial_noise, sample_latents
 
 from distill.reflow.config import PairsConfig
 

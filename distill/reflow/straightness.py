@@ -6,7 +6,7 @@ is a straight line run at constant speed. It is estimated on a fixed batch (nois
 ``seed + k``, prompts k mod P) with the Euler steps of the model's own sampler, and averaged
 over latent elements:
     S = 1/T sum_i (t_{i+1} - t_i) mean ||(Z_end - Z_start) / T - v_i||^2,  T = t_end - t_start,
-i.e. on the trajectory rescaled to unit time (T = 0.999 for flows, see ``studio.flow``).
+i.e. on the trajectory rescaled to unit time (T = 0.999 for flows, see ``studio.diffusion.flow``).
 
 A diffusion teacher (epsilon or v prediction, alpha^2 + sigma^2 = 1) is put into the same
 time convention: y = x / (alpha + sigma) at t = alpha / (alpha + sigma) lies on the path
@@ -24,13 +24,13 @@ import numpy as np
 import torch
 
 from studio import StudioError
-from studio.adapter import Denoiser
-from studio.backbone import load_pipeline
+from studio.diffusion.adapter import Denoiser
+from studio.models.backbone import load_pipeline
 from studio.data.prompts import prompts_from
-from studio.flow import euler, is_flow, time_grid, velocity
-from studio.model_info import read_model_info
-from studio.prompting import encode_prompts
-from studio.sampling import initial_noise
+from studio.diffusion.flow import euler, is_flow, time_grid, velocity
+from studio.models.model_info import read_model_info
+from studio.diffusion.prompting import encode_prompts
+from studio.diffusion.sampling import initial_noise
 
 from distill.reflow.config import StraightnessConfig
 

@@ -1,8 +1,8 @@
 """``studio reflow train`` (2-rectified flow) and ``studio reflow distill`` (one-step student).
 
 Both load an initial pipeline, train its UNet on a pairs directory with the shared loop
-(``studio.trainer``), and save a plain diffusers ``StableDiffusionPipeline`` whose scheduler is
-the flow pairing of ``studio.flow``, plus ``studio_model.json`` (kind, recommended steps and
+(``studio.training.loop``), and save a plain diffusers ``StableDiffusionPipeline`` whose scheduler is
+the flow pairing of ``studio.diffusion.flow``, plus ``studio_model.json`` (kind, recommended steps and
 guidance). Layout of OUT: the pipeline, ``config.json`` (resolved config), ``train/``
 (checkpoints and TensorBoard logs). ``--resume latest`` continues an interrupted run.
 """
@@ -12,12 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from studio import StudioError
-from studio.backbone import load_pipeline, save_pipeline
-from studio.distributed import process_state
-from studio.flow import flow_scheduler
-from studio.model_info import write_model_info
-from studio.train_config import validate
-from studio.trainer import train, write_resolved_config
+from studio.models.backbone import load_pipeline, save_pipeline
+from studio.devices import process_state
+from studio.diffusion.flow import flow_scheduler
+from studio.models.model_info import write_model_info
+from studio.training.config import validate
+from studio.training.loop import train, write_resolved_config
 
 from distill.reflow.config import DistillConfig, ReflowTrainConfig
 from distill.reflow.losses import make_distance

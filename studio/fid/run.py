@@ -12,7 +12,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from studio import StudioError
-from studio.backbone import is_pipeline_dir
+from studio.models.backbone import is_pipeline_dir
 from studio.data import FASHION_MNIST_CLASSES, class_prompts, read_prompt_file
 from studio.fid.extractor import RESIZES, FeatureExtractor
 from studio.fid.frechet import frechet_distance

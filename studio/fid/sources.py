@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from studio import StudioError
-from studio.backbone import is_pipeline_dir
+from studio.models.backbone import is_pipeline_dir
 from studio.data.imagefolder import IMAGE_EXTENSIONS
 
 
@@ -86,9 +86,9 @@ def _dataset(spec: str, num: int, data_dir) -> Source:
 
 
 def _pipeline(spec: str, num: int, prompts: list[str], gen: dict) -> Source:
-    from studio.backbone import load_pipeline
-    from studio.model_info import sampling_settings
-    from studio.sampling import generate
+    from studio.models.backbone import load_pipeline
+    from studio.models.model_info import sampling_settings
+    from studio.diffusion.sampling import generate
 
     if not num:
         raise StudioError(f"give --num: how many images to generate from the pipeline {spec}")

@@ -14,16 +14,16 @@ from accelerate import PartialState
 from diffusers import AutoencoderKL
 
 from studio import StudioError
-from studio.backbone import load_pipeline, save_pipeline
+from studio.models.backbone import load_pipeline, save_pipeline
 from studio.data import load_dataset
-from studio.distributed import process_state
-from studio.model_info import write_model_info
-from studio.presets import build_pipeline, preset, tokenizer_corpus
+from studio.devices import process_state
+from studio.models.model_info import write_model_info
+from studio.models.presets import build_pipeline, preset, tokenizer_corpus
 from studio.teacher.config import TeacherConfig
 from studio.teacher.unet_stage import UNetStage
 from studio.teacher.vae_stage import VAEStage, latent_scaling_factor
-from studio.train_config import validate
-from studio.trainer import train, write_resolved_config
+from studio.training.config import validate
+from studio.training.loop import train, write_resolved_config
 
 
 def _vae_stage(cfg: TeacherConfig, vae, data, out: Path, state: PartialState):

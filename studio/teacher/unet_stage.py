@@ -1,6 +1,6 @@
 """Stage 2: the text-conditional UNet (and, by default, the text encoder) on VAE latents.
 
-Objective: ``studio.diffusion_objective`` (SD's epsilon-prediction L_simple, scaled-linear
+Objective: ``studio.diffusion.objective`` (SD's epsilon-prediction L_simple, scaled-linear
 DDPM schedule). Captions are replaced by "" with probability ``caption_dropout`` (0.1) so
 the model also learns the unconditional score that classifier-free guidance needs
 (Ho & Salimans 2022, sec. 3.2). Latents are posterior samples times the VAE's
@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import torch
 
-from studio.adapter import Denoiser
-from studio.diffusion_objective import diffusion_loss, noise_schedule
-from studio.method import Method
-from studio.prompting import tokenize
+from studio.diffusion.adapter import Denoiser
+from studio.diffusion.objective import diffusion_loss, noise_schedule
+from studio.training.method import Method
+from studio.diffusion.prompting import tokenize
 
 
 class UNetStage(Method):

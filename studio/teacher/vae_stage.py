@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from studio.method import Method
+from studio.training.method import Method
 
 
 class VAEObjective(torch.nn.Module):

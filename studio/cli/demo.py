@@ -12,10 +12,10 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from studio.backbone import load_pipeline
+from studio.models.backbone import load_pipeline
 from studio.data import FASHION_MNIST_CLASSES, class_prompts
 from studio.images import make_grid, save_png
-from studio.sampling import generate
+from studio.diffusion.sampling import generate
 from studio.teacher import TeacherConfig, train_teacher
 
 

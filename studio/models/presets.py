@@ -16,7 +16,7 @@ from transformers import CLIPTextConfig, CLIPTextModel
 
 from studio import StudioError
 from studio.data.captioned import CAPTION_TEMPLATES, caption
-from studio.tokenizer import train_clip_tokenizer
+from studio.models.tokenizer import train_clip_tokenizer
 
 SD_SCHEDULE = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                    steps_offset=1, prediction_type="epsilon")

@@ -3,7 +3,7 @@
 It follows diffusers' ``StableDiffusionPipeline.__call__`` step for step (initial noise
 times ``init_noise_sigma``, ``scale_model_input``, guidance over [uncond, cond], ``step``,
 VAE decode), so a saved pipeline gives the same images in plain diffusers. Flow pipelines
-(2-rectified flows and one-step students, see ``studio.flow``) use the studio's Euler sampler,
+(2-rectified flows and one-step students, see ``studio.diffusion.flow``) use the studio's Euler sampler,
 which their saved scheduler reproduces in plain diffusers. Differences that
 matter to a server: every call builds a fresh scheduler from the config (shared pipeline
 state is never mutated, so concurrent requests are safe), and image k always uses the
@@ -21,9 +21,9 @@ from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler, EulerAncestra
 from tqdm.auto import tqdm
 
 from studio import StudioError
-from studio.adapter import Denoiser
-from studio.flow import euler, is_flow, time_grid, velocity
-from studio.prompting import encode_prompts
+from studio.diffusion.adapter import Denoiser
+from studio.diffusion.flow import euler, is_flow, time_grid, velocity
+from studio.diffusion.prompting import encode_prompts
 
 SOLVERS = {
     "dpmsolver": DPMSolverMultistepScheduler, "ddim": DDIMScheduler, "euler": EulerDiscreteScheduler,
@@ -59,7 +59,7 @@ def sample_latents(pipe, prompts: list[str], steps: int, guidance: float, seeds:
                    on_step: Callable[[], None] | None = None) -> torch.Tensor:
     """Final latents for one batch; image k starts from the noise of ``seeds[k]``.
 
-    A flow pipeline (``studio.flow``) is integrated with the studio's Euler sampler; any other
+    A flow pipeline (``studio.diffusion.flow``) is integrated with the studio's Euler sampler; any other
     pipeline with its own (or the named) diffusers scheduler.
     """
     _check(steps, prompts)

@@ -3,7 +3,7 @@
 Features: mixed precision, gradient accumulation over every trained module, clipping, EMA,
 LR warm-up and schedule, TensorBoard, tqdm on the main process, atomic checkpoints with a
 retention limit, exact resume (data order and randomness are functions of the step, see
-``studio.batches`` and ``studio.randomness``), a stop with a one-line error on a NaN/inf
+``studio.training.batches`` and ``studio.training.randomness``), a stop with a one-line error on a NaN/inf
 loss (nothing is saved after the last good checkpoint), and SIGTERM -> checkpoint + clean exit.
 """
 
@@ -21,13 +21,13 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from studio import StudioError
-from studio.batches import stream_indices
-from studio.checkpoints import list_checkpoints, load_checkpoint, read_state, resolve_resume, save_checkpoint
-from studio.distributed import use_cpu
-from studio.ema import EMA
-from studio.method import Method
-from studio.randomness import StepRandom, stream_seed
-from studio.train_config import TrainerConfig, lr_factor, resolve_mixed_precision, validate
+from studio.training.batches import stream_indices
+from studio.training.checkpoints import list_checkpoints, load_checkpoint, read_state, resolve_resume, save_checkpoint
+from studio.devices import use_cpu
+from studio.training.ema import EMA
+from studio.training.method import Method
+from studio.training.randomness import StepRandom, stream_seed
+from studio.training.config import TrainerConfig, lr_factor, resolve_mixed_precision, validate
 
 
 class NonFiniteLoss(StudioError):

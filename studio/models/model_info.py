@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from studio.backbone import is_pipeline_dir
+from studio.models.backbone import is_pipeline_dir
 
 MODEL_INFO = "studio_model.json"
 KINDS = ("teacher", "2-rectified-flow", "one-step-student", "flow", "consistency")

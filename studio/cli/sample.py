@@ -7,11 +7,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from studio import StudioError
-from studio.backbone import load_pipeline
+from studio.models.backbone import load_pipeline
 from studio.data.prompts import read_prompt_file
 from studio.images import make_grid, save_png
-from studio.model_info import sampling_settings
-from studio.sampling import generate
+from studio.models.model_info import sampling_settings
+from studio.diffusion.sampling import generate
 
 
 @dataclass

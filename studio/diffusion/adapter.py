@@ -9,7 +9,7 @@ Prediction types (``prediction_type``):
 - ``v_prediction``: v = alpha_t eps - sigma_t x0 (Salimans & Ho 2022, sec. 4);
 - ``flow_prediction``: diffusers' flow-matching output noise - data, i.e. minus the velocity
   v = x1 - x0 of x_t = t x1 + (1-t) x0 (x0 noise, x1 data; Rectified Flow, Liu et al. 2022,
-  eq. 1). ``studio.flow`` holds that convention and its conversion.
+  eq. 1). ``studio.diffusion.flow`` holds that convention and its conversion.
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
 """What a method plugs into the shared loop: modules to train, data, a loss, hooks.
 
-Methods never copy the loop (``studio.trainer.train``); they subclass :class:`Method`.
+Methods never copy the loop (``studio.training.loop.train``); they subclass :class:`Method`.
 """
 
 from __future__ import annotations
 
 import torch
 
-from studio.randomness import StepRandom
+from studio.training.randomness import StepRandom
 
 
 class Method:

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler
 
-from studio.randomness import StepRandom
+from studio.training.randomness import StepRandom
 
 
 def noise_schedule(scheduler_config: dict) -> DDPMScheduler:

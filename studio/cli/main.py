@@ -8,14 +8,14 @@ import sys
 from importlib.metadata import entry_points
 
 from studio import StudioError
-from studio.configs import add_config_arguments, config_from_args
+from studio.cli.schema import add_config_arguments, config_from_args
 
 
 def _commands():
     # imported lazily so `studio --help` stays fast and nothing heavy loads at import
-    from studio.demo import DemoConfig, run_demo
+    from studio.cli.demo import DemoConfig, run_demo
     from studio.fid.run import FIDConfig, FIDStatsConfig, compute_fid, compute_stats
-    from studio.sample_cmd import SampleConfig, run_sample
+    from studio.cli.sample import SampleConfig, run_sample
     from studio.teacher import TeacherConfig, train_teacher
 
     def fetch(_cfg):
