@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import sys
@@ -15,6 +14,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from studio.files import write_json  # noqa: E402  (after the path insert: scripts run from a checkout)
 
 
 def cpu_model() -> str:
@@ -36,10 +37,6 @@ def machine() -> dict:
 
 
 def write_result(name: str, payload: dict, directory: Path = RESULTS) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{name}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({**payload, "machine": machine()}, indent=2))
-    tmp.replace(path)
+    path = write_json(directory / f"{name}.json", {**payload, "machine": machine()})
     print(f"wrote {path}")
     return path

@@ -41,7 +41,6 @@ Recoveries are locked too: a second copy waits for them.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import hashlib
 import json
 import gzip
@@ -49,7 +48,6 @@ import io
 import statistics
 import sys
 import tarfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +58,7 @@ from distill.cda.classifier import WEIGHTS
 from distill.cda.evaluate import RESULT, run_eval
 from distill.cda.recover import load_distilled, run_recover
 from distill.cda.squeeze import run_squeeze
+from studio.files import locked, write_bytes, write_json
 from studio.images import make_grid, save_png
 from studio.training.config import TrainerConfig
 
@@ -89,24 +88,13 @@ def pack_assets(t: Path, sets: list[Path]) -> None:
             info = tarfile.TarInfo(f.relative_to(ROOT).as_posix())
             info.size, info.mode = f.stat().st_size, 0o644
             tar.addfile(info, io.BytesIO(f.read_bytes()))
-    tmp = ASSETS.with_suffix(".tmp")
-    tmp.write_bytes(buf.getvalue())
-    tmp.replace(ASSETS)
+    write_bytes(ASSETS, buf.getvalue())
 
 
-@contextmanager
 def claimed(name: str, wait: bool = True):
     """Hold ROOT/locks/<name>.lock exclusively (flock, so a killed holder frees it). Yields True
     once held; with wait=False, yields False at once if another process holds it."""
-    lock = ROOT / "locks" / f"{name}.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield False
-            return
-        yield True
+    return locked(ROOT / "locks" / name, wait)
 
 
 def teacher(a) -> Path:
@@ -175,9 +163,7 @@ def evaluate(a, t: Path, key: str, data: str, ipc: int, steps: int, batch: int, 
             return r  # already recorded
         ledger[name] = {"top1": r["top1"], "images": r["images"], "train_seconds": r["train_seconds"],
                         "fingerprint": fp, "machine": machine()}
-        tmp = LEDGER.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(ledger, indent=2, sort_keys=True))
-        tmp.replace(LEDGER)
+        write_json(LEDGER, ledger, sort_keys=True)
     return r
 
 

@@ -41,7 +41,7 @@ from studio.fid.extractor import FeatureExtractor
 from studio.fid.frechet import frechet_distance
 from studio.fid.run import FIDOptions, FIDStatsConfig, compute_stats
 from studio.fid.stats import FeatureStats, load_stats
-from studio.images import make_grid, save_png
+from studio.images import make_grid, save_png, to_uint8, to_unit_hwc
 from studio.training.config import TrainerConfig
 from studio.training.loop import train
 
@@ -85,7 +85,7 @@ def stages(a) -> dict:
 
 
 def _uint8(x: torch.Tensor) -> np.ndarray:
-    return ((x.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return to_uint8(to_unit_hwc(x))
 
 
 def fid(make, n: int, ref: Path, batch: int = 250) -> float:

@@ -9,7 +9,7 @@ training lognormal (iCT sec. 3.5) and Fashion-MNIST images, this measures the re
 ||d_p - d_64|| / ||d_64|| of d computed in fp32 and under bf16 autocast against float64 (median
 over all samples of --batches batches of 32), and the same for the pseudo-Huber loss per sample.
 The float64 reference runs a float64 copy of the UNet; the scalings and c_noise are the same
-float32 values in every precision (``consistency_fn`` computes them so), so the figures are the
+float32 values in every precision (``ConsistencyDenoiser`` computes them so), so the figures are the
 rounding of the network passes and of x + sigma z.
 The UNet is ``consistency.model.SMALL_UNET`` at its seeded random initialisation, or the UNet of
 an exported ``ConsistencyModelPipeline`` given with --model.
@@ -23,19 +23,21 @@ import copy
 import torch
 from _common import write_result
 
-from consistency.model import build_unet, consistency_fn
-from consistency.recipe import huber_c, karras_sigmas, lognormal_weights, pseudo_huber
+from consistency.model import build_unet, consistency_model
+from consistency.recipe import karras_sigmas, lognormal_weights
 from studio.data import load_dataset
+from studio.diffusion.adapter import append_dims
+from studio.diffusion.losses import huber_c, pseudo_huber
 
 
 def differences(unet, x, z, s_next, s_i, precision: str) -> torch.Tensor:
     """d = f(x + s_next z, s_next) - f(x + s_i z, s_i) in float64, float32 or bf16 autocast, as float64."""
-    col = (-1, 1, 1, 1)
+    f = consistency_model(unet)
     dtype = torch.float64 if precision == "fp64" else torch.float32
     x, z, s_next, s_i = (t.to(dtype) for t in (x, z, s_next, s_i))
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-        student = consistency_fn(unet, x + s_next.reshape(col) * z, s_next)
-        target = consistency_fn(unet, x + s_i.reshape(col) * z, s_i)
+        student = f(x + append_dims(s_next, x.ndim) * z, s_next)
+        target = f(x + append_dims(s_i, x.ndim) * z, s_i)
     return student.double() - target.double()
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 from diffusers import DDPMPipeline, DDPMScheduler, DPMSolverMultistepScheduler
 
+from studio.diffusion.noise import image_generators, image_noise
 from studio.diffusion.objective import diffusion_loss
 from studio.training.method import Method
 
@@ -66,9 +67,8 @@ def sample(unet, num: int, seed: int = 0, steps: int = 25) -> torch.Tensor:
     sched = solver()
     sched.set_timesteps(steps)
     cfg = unet.config
-    shape = (1, cfg.in_channels, cfg.sample_size, cfg.sample_size)
-    gens = [torch.Generator("cpu").manual_seed(seed + k) for k in range(num)]
-    x = torch.cat([torch.randn(shape, generator=g) for g in gens]).to(unet.device, unet.dtype)
+    gens = image_generators(range(seed, seed + num))
+    x = image_noise((cfg.in_channels, cfg.sample_size, cfg.sample_size), gens, unet.device, unet.dtype)
     for t in sched.timesteps:
         x = sched.step(unet(x, t).sample, t, x, generator=gens, return_dict=False)[0]
     return x.clamp(-1, 1)

@@ -13,11 +13,12 @@ import contextlib
 
 import torch
 
+from studio.diffusion.adapter import append_dims
+from studio.diffusion.losses import pseudo_huber
 from studio.training.method import Method
 
-from consistency.model import consistency_fn
-from consistency.recipe import (P_MEAN, P_STD, S0, S1, discretization_steps, huber_c, karras_sigmas, loss_weights,
-                                lognormal_weights, pseudo_huber)
+from consistency.model import consistency_model
+from consistency.recipe import P_MEAN, P_STD, S0, S1, discretization_steps, karras_sigmas, loss_weights, lognormal_weights
 
 
 @contextlib.contextmanager
@@ -65,18 +66,17 @@ class ICTObjective(Method):
 
     def loss(self, modules, batch, rand):
         x = batch["pixels"]
-        unet = modules["unet"]
+        f = consistency_model(modules["unet"])
         labels = batch["label"].to(x.device) if self.conditional else None
         i = self.draw_indices(rand.rand())
         z = rand.randn(*x.shape[1:]).to(x.dtype)
         s_i = self.sigmas[i].float().to(x.device)
         s_next = self.sigmas[i + 1].float().to(x.device)
-        col = (-1,) + (1,) * (x.ndim - 1)
         with same_randomness(x.device) as restore:
-            student = consistency_fn(unet, x + s_next.reshape(col) * z, s_next, labels)
+            student = f(x + append_dims(s_next, x.ndim) * z, s_next, labels)
             restore()
             with torch.no_grad():
-                target = consistency_fn(unet, x + s_i.reshape(col) * z, s_i, labels)
+                target = f(x + append_dims(s_i, x.ndim) * z, s_i, labels)
         lam = self.lambdas[i].float().to(x.device)
-        d = pseudo_huber(student, target, huber_c(x[0].numel()))
+        d = pseudo_huber(student, target)  # c = 0.00054 sqrt(d), d = the image's dimension
         return torch.mean(lam * d), {"num_scales": float(self.num_scales)}

@@ -17,10 +17,11 @@ from studio import StudioError
 from studio.models.backbone import load_pipeline, save_pipeline
 from studio.data import load_dataset
 from studio.devices import process_state
-from studio.images import make_grid, save_png
+from studio.images import make_grid, save_png, to_unit_hwc
 from studio.models.model_info import read_model_info, write_model_info
 from studio.training.config import validate
-from studio.training.loop import train, write_resolved_config
+from studio.training.driver import write_resolved_config
+from studio.training.loop import train
 
 from consistency.config import ICTConfig, ICTSampleConfig
 from consistency.model import build_unet
@@ -81,6 +82,6 @@ def run_ict_sample(cfg: ICTSampleConfig) -> Path:
         labels = [cfg.class_label] * cfg.num if cfg.class_label >= 0 else [k % len(classes) for k in range(cfg.num)]
     sigmas = list(cfg.sigmas) or default_sigmas(cfg.steps)
     images = sample(pipe.unet, cfg.num, cfg.seed, sigmas, labels)
-    images = ((images.float() + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+    images = to_unit_hwc(images)
     meta = {"parameters": json.dumps({**asdict(cfg), "sigmas": sigmas})}
     return save_png(make_grid(images, nrow=len(classes) if classes and cfg.class_label < 0 else None), cfg.out, meta)

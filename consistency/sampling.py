@@ -20,8 +20,9 @@ import torch
 from diffusers import CMStochasticIterativeScheduler, ConsistencyModelPipeline
 
 from studio import StudioError
+from studio.diffusion.noise import image_generators, image_noise
 
-from consistency.model import consistency_fn
+from consistency.model import consistency_model
 from consistency.recipe import RHO, SIGMA_DATA, SIGMA_MAX, SIGMA_MIN, karras_sigmas
 
 TWO_STEP_SIGMA_MID = 0.821
@@ -46,18 +47,18 @@ def sample(unet, num: int, seed: int = 0, sigmas: list[float] | None = None, cla
     if any(b >= a for a, b in zip(sigmas, sigmas[1:])) or sigmas[-1] < SIGMA_MIN:
         raise StudioError(f"sigmas must descend and stay >= {SIGMA_MIN}, got {sigmas}")
     cfg = unet.config
-    shape = (1, cfg.in_channels, cfg.sample_size, cfg.sample_size)
+    shape = (cfg.in_channels, cfg.sample_size, cfg.sample_size)
     device, dtype = unet.device, unet.dtype
-    gens = [torch.Generator("cpu").manual_seed(seed + k) for k in range(num)]
-    x = torch.cat([torch.randn(shape, generator=g) for g in gens]).to(device, dtype) * sigmas[0]
+    f = consistency_model(unet)
+    gens = image_generators(range(seed, seed + num))
+    x = image_noise(shape, gens, device, dtype) * sigmas[0]
     if class_labels is not None:
         class_labels = torch.as_tensor(class_labels, device=device).reshape(-1).expand(num)
     out = None
     for j, s in enumerate(sigmas):
         if j > 0:
-            z = torch.cat([torch.randn(shape, generator=g) for g in gens]).to(device, dtype)
-            x = out + z * (s**2 - SIGMA_MIN**2) ** 0.5
-        out = consistency_fn(unet, x, torch.full((num,), s, device=device), class_labels)
+            x = out + image_noise(shape, gens, device, dtype) * (s**2 - SIGMA_MIN**2) ** 0.5
+        out = f(x, torch.full((num,), s, device=device), class_labels)
         out = out.clamp(-1, 1) if clip else out
     return out
 

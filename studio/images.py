@@ -1,13 +1,30 @@
-"""Image grids and PNG files (written atomically, with optional text metadata)."""
+"""Image conversions, grids and PNG files (written atomically, with optional text metadata).
+
+The studio's models work on NCHW tensors in [-1, 1]; grids, PNGs and FID take NHWC arrays in
+[0, 1] or uint8. :func:`to_unit_hwc` and :func:`from_unit_hwc` are the one pair of conversions
+between them (x / 2 + 0.5, as diffusers' pipelines post-process).
+"""
 
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, PngImagePlugin
+
+from studio.files import atomic_path
+
+
+def to_unit_hwc(x: torch.Tensor) -> np.ndarray:
+    """NCHW in [-1, 1] -> float32 NHWC in [0, 1] on the CPU (clamped), as diffusers post-processes."""
+    return (x.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def from_unit_hwc(images: np.ndarray) -> torch.Tensor:
+    """float NHWC in [0, 1] -> float32 NCHW in [-1, 1] (the inverse of :func:`to_unit_hwc`)."""
+    return torch.from_numpy(np.asarray(images, dtype=np.float32)).permute(0, 3, 1, 2) * 2 - 1
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
@@ -30,12 +47,9 @@ def make_grid(images: np.ndarray, nrow: int | None = None, pad: int = 2) -> Imag
 
 def save_png(image: Image.Image, path, metadata: dict | None = None) -> Path:
     """Write ``image`` as PNG via a temporary file and rename; metadata goes into tEXt chunks."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     info = PngImagePlugin.PngInfo()
     for k, v in (metadata or {}).items():
         info.add_text(str(k), str(v))
-    tmp = path.with_name(path.name + ".tmp")
-    image.save(tmp, format="PNG", pnginfo=info)
-    os.replace(tmp, path)
-    return path
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG", pnginfo=info)
+    return Path(path)

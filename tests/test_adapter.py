@@ -1,6 +1,6 @@
 import torch
 
-from studio.diffusion.adapter import Denoiser, classifier_free_guidance, predict_x0
+from studio.diffusion.adapter import Denoiser, classifier_free_guidance, to_x0
 
 
 class Affine(torch.nn.Module):
@@ -32,13 +32,13 @@ def test_guided_equals_two_separate_calls():
     assert torch.allclose(d.guided(x, 2, cond, uncond, 1.0), d(x, 2, cond))
 
 
-def test_predict_x0_inverts_each_parameterisation():
+def test_to_x0_inverts_each_parameterisation():
     x0, eps = torch.randn(4), torch.randn(4)
     alpha, sigma = torch.tensor(0.6), torch.tensor(0.8)  # alpha^2 + sigma^2 = 1
     x_t = alpha * x0 + sigma * eps
-    assert torch.allclose(predict_x0(eps, x_t, "epsilon", alpha, sigma), x0, atol=1e-6)
+    assert torch.allclose(to_x0(eps, x_t, "epsilon", alpha, sigma), x0, atol=1e-6)
     v = alpha * eps - sigma * x0
-    assert torch.allclose(predict_x0(v, x_t, "v_prediction", alpha, sigma), x0, atol=1e-6)
+    assert torch.allclose(to_x0(v, x_t, "v_prediction", alpha, sigma), x0, atol=1e-6)
     noise, data, t = torch.randn(4), torch.randn(4), 0.3
     x_t = t * data + (1 - t) * noise
-    assert torch.allclose(predict_x0(noise - data, x_t, "flow_prediction", t=t), data, atol=1e-6)
+    assert torch.allclose(to_x0(noise - data, x_t, "flow_prediction", t=t), data, atol=1e-6)

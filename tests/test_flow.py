@@ -6,7 +6,8 @@ import torch
 from diffusers import StableDiffusionPipeline
 
 from studio.models.backbone import load_pipeline, save_pipeline
-from studio.diffusion.flow import euler, flow_scheduler, interpolate, time_grid, unet_timestep, velocity
+from studio.diffusion.adapter import flow_velocity as velocity
+from studio.diffusion.flow import euler, flow_scheduler, interpolate, time_grid, unet_timestep
 from studio.diffusion.sampling import generate
 
 PROMPTS = ["a photo of a bag", "a photo of a coat"]

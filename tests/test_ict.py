@@ -7,7 +7,7 @@ import pytest
 import torch
 from diffusers import ConsistencyModelPipeline
 
-from consistency.model import build_unet, consistency_fn
+from consistency.model import build_unet, consistency_model
 from consistency.objective import ICTObjective, same_randomness
 from consistency.recipe import SIGMA_MIN
 from consistency.sampling import diffusers_timesteps, export_pipeline, sample
@@ -33,7 +33,7 @@ def test_boundary_condition_of_the_network_is_exact():
     unet = build_unet(10, **SMALL).eval()
     x = torch.randn(3, 3, 32, 32)
     with torch.no_grad():
-        out = consistency_fn(unet, x, torch.full((3,), SIGMA_MIN), torch.tensor([0, 1, 2]))
+        out = consistency_model(unet)(x, torch.full((3,), SIGMA_MIN), torch.tensor([0, 1, 2]))
     assert torch.equal(out, x)
 
 

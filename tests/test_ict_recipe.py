@@ -5,8 +5,15 @@ import math
 import pytest
 import torch
 
-from consistency.recipe import (SIGMA_MAX, SIGMA_MIN, c_noise, discretization_steps, huber_c, karras_sigmas,
-                                loss_weights, lognormal_weights, pseudo_huber, scalings)
+from consistency.recipe import (SIGMA_DATA, SIGMA_MAX, SIGMA_MIN, discretization_steps, karras_sigmas, loss_weights,
+                                lognormal_weights)
+from studio.diffusion.adapter import consistency_noise as c_noise
+from studio.diffusion.adapter import consistency_scalings
+from studio.diffusion.losses import huber_c, pseudo_huber
+
+
+def scalings(sigma):
+    return consistency_scalings(sigma, SIGMA_DATA, SIGMA_MIN)
 
 
 def test_boundary_condition_holds_exactly():

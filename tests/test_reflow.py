@@ -187,7 +187,8 @@ def test_distillation_target_is_the_one_step_sampler(pairs_dir, tiny_pipeline_di
     pipe = obj.pipe
     from studio.diffusion.flow import flow_scheduler
     from studio.diffusion.prompting import encode_prompts
-    from studio.diffusion.sampling import initial_noise, sample_latents
+    from studio.diffusion.noise import image_noise as initial_noise
+    from studio.diffusion.sampling import sample_latents
 
     pipe.scheduler = flow_scheduler()
     x0 = initial_noise((4, 16, 16), [3], "cpu", torch.float32)

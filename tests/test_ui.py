@@ -4,7 +4,6 @@ import json
 import os
 import shutil
 import socket
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest

@@ -1,45 +1,48 @@
 """FID history of the models folder: ``fid_history.json``, one record per evaluation.
 
-Appends take a lock and rewrite the file atomically (temporary file, then rename), so a
-crash never leaves half a history and concurrent evaluations do not lose records.
+An append holds the history's inter-process lock (``studio.files.locked``) for its whole
+read-modify-write and replaces the file atomically, so a crash never leaves half a history and
+concurrent evaluations, from threads or from several app processes, never lose a record. An
+unreadable history is kept aside (``fid_history.corrupt-<time>.json``) and a new one started.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 from pathlib import Path
 
+from studio.files import locked, write_json
+
 HISTORY = "fid_history.json"
 COLUMNS = ("time", "model", "kind", "steps", "guidance", "reference", "n", "fid", "seconds")
-_lock = threading.Lock()
 
 
-def read_history(models_dir) -> list[dict]:
-    path = Path(models_dir) / HISTORY
+def _read(path: Path) -> list[dict] | None:
+    """The records, [] if there is no file, None if the file is unreadable."""
     if not path.is_file():
         return []
     try:
         records = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return []  # unreadable: shown as empty; the next append keeps a copy beside it
-    return records if isinstance(records, list) else []
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return records if isinstance(records, list) else None
+
+
+def read_history(models_dir) -> list[dict]:
+    return _read(Path(models_dir) / HISTORY) or []
 
 
 def append_record(models_dir, record: dict) -> list[dict]:
     path = Path(models_dir) / HISTORY
-    with _lock:
-        if path.is_file():
-            try:
-                json.loads(path.read_text())
-            except json.JSONDecodeError:
-                os.replace(path, path.with_suffix(f".corrupt-{int(time.time())}.json"))
-        records = read_history(models_dir) + [{k: record.get(k) for k in COLUMNS}]
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(records, indent=2))
-        os.replace(tmp, path)
+    with locked(path):
+        records = _read(path)
+        if records is None:
+            os.replace(path, path.with_name(f"fid_history.corrupt-{int(time.time())}.json"))
+            records = []
+        records.append({k: record.get(k) for k in COLUMNS})
+        write_json(path, records)
     return records
 
 

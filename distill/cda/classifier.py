@@ -10,7 +10,6 @@ pixel scale), 3 channels.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -18,6 +17,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from studio import StudioError
+from studio.files import atomic_path, write_json
 
 WEIGHTS = "classifier.safetensors"
 META = "classifier.json"
@@ -66,12 +66,9 @@ def save_classifier(model: nn.Module, out_dir, meta: dict) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = out / (WEIGHTS + ".tmp")
-    save_file(state, str(tmp))
-    os.replace(tmp, out / WEIGHTS)
-    tmp = out / (META + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2))
-    os.replace(tmp, out / META)
+    with atomic_path(out / WEIGHTS) as tmp:
+        save_file(state, str(tmp))
+    write_json(out / META, meta)
     return out
 
 

@@ -27,7 +27,8 @@ from studio.data.captioned import CaptionedImages
 from studio.devices import process_state
 from studio.training.method import Method
 from studio.training.config import validate
-from studio.training.loop import train, write_resolved_config
+from studio.training.driver import write_resolved_config
+from studio.training.loop import train
 
 from distill.cda.augment import MIX_MODES, mix, random_flip, random_resized_crop
 from distill.cda.classifier import accuracy, build_classifier, load_classifier, save_classifier

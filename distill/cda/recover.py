@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import shutil
 import statistics
@@ -39,10 +38,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from studio import StudioError
+from studio.files import write_json
 from studio.training.checkpoints import list_checkpoints
 from studio.data.captioned import CAPTION_TEMPLATES, caption
 from studio.devices import process_state
-from studio.images import save_png, to_uint8
+from studio.images import from_unit_hwc, save_png, to_uint8, to_unit_hwc
 from studio.training.method import Method
 from studio.training.randomness import stream_seed
 from studio.training.config import TrainerConfig
@@ -172,9 +172,7 @@ def _write_manifest(out: Path, man: dict) -> None:
             man["units"] = {**json.loads(path.read_text()).get("units", {}), **man["units"]}
         except json.JSONDecodeError:
             pass
-    tmp = out / f"{MANIFEST}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(man, indent=2))
-    os.replace(tmp, path)
+    write_json(path, man)
 
 
 class _Generator:
@@ -202,7 +200,7 @@ def _init_images(cfg: RecoverConfig, ipc_id: int, group: list[int], classes: lis
     generator = generator or _Generator(cfg.init.split(":", 1)[1])
     prompts = [caption(CAPTION_TEMPLATES[0], classes[c]) for c in group]
     imgs = generator(prompts, seed=stream_seed(cfg.seed, "cda-gen", ipc_id) % 2**31)
-    x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() * 2 - 1
+    x = from_unit_hwc(imgs)
     if channels == 1:
         x = x.mean(1, keepdim=True)
     return F.interpolate(x, size=(res, res), mode="bilinear", antialias=True, align_corners=False).clamp(-1, 1)
@@ -250,7 +248,7 @@ def run_recover(cfg: RecoverConfig) -> Path:
         # wall time per iteration (checkpoints included); not recorded for a resumed unit
         ms = None if resumed else round((time.perf_counter() - t0) * 1000 / cfg.iterations, 2)
         pixels = result.modules["images"]().detach().float().cpu()
-        for p, img in zip(paths(ipc_id, group), ((pixels + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).numpy()):
+        for p, img in zip(paths(ipc_id, group), to_unit_hwc(pixels)):
             save_png(Image.fromarray(to_uint8(img)), p, {"studio": json.dumps({"ipc": ipc_id, "cda": asdict(cfg)})})
         man["units"][key] = {**{k: round(v, 5) for k, v in method.last.items()}, "ms_per_iteration": ms}
         _write_manifest(out, man)

@@ -16,7 +16,8 @@ from studio.data import load_dataset
 from studio.devices import process_state
 from studio.training.method import Method
 from studio.training.config import validate
-from studio.training.loop import train, write_resolved_config
+from studio.training.driver import write_resolved_config
+from studio.training.loop import train
 
 from distill.cda.augment import random_flip
 from distill.cda.classifier import accuracy, build_classifier, load_weights, save_classifier

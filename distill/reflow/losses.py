@@ -2,7 +2,8 @@
 
 - ``l2``: mean squared error on latents (InstaFlow's first stage).
 - ``huber``: pseudo-Huber sqrt(||d||^2 + c^2) - c on each sample's whole vector,
-  c = 0.00054 sqrt(dim) (Song & Dhariwal 2023, sec. 3.3); less sensitive to outlier pairs.
+  c = 0.00054 sqrt(dim) (Song & Dhariwal 2023, sec. 3.3; ``studio.diffusion.losses``), batch mean;
+  less sensitive to outlier pairs.
 - ``lpips``: LPIPS-VGG (Zhang et al. 2018) between VAE-decoded images (InstaFlow's final
   stage). The VGG16 ImageNet trunk cannot be downloaded here, so it is read from
   ``--lpips-weights`` (safetensors or .pth state dict) or torchvision's hub cache file
@@ -11,12 +12,12 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
 
 from studio import StudioError
+from studio.diffusion.losses import pseudo_huber
 
 VGG16_FILE = "vgg16-397923af.pth"
 _SLICES = ((0, 4), (4, 9), (9, 16), (16, 23), (23, 30))  # lpips' pn.vgg16 slices of tv.vgg16().features
@@ -26,11 +27,9 @@ def l2(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return torch.mean((pred.float() - target.float()) ** 2)
 
 
-def pseudo_huber(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-sample sqrt(||pred - target||_2^2 + c^2) - c with c = 0.00054 sqrt(dim), averaged."""
-    d = (pred.float() - target.float()).flatten(1)
-    c = 0.00054 * math.sqrt(d.shape[1])
-    return torch.mean(torch.sqrt(d.pow(2).sum(1) + c * c) - c)
+def huber(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The batch mean of the per-sample pseudo-Huber distance."""
+    return torch.mean(pseudo_huber(pred, target))
 
 
 def _vgg_state(path: str) -> dict:
@@ -103,7 +102,7 @@ def make_distance(name: str, vae=None, lpips_weights: str = ""):
     if name == "l2":
         return l2
     if name == "huber":
-        return pseudo_huber
+        return huber
     if name == "lpips":
         return LPIPSLoss(vae, lpips_weights)
     raise StudioError(f"unknown --loss {name!r}; choose l2, huber or lpips")

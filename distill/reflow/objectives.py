@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import torch
 
-from studio.diffusion.adapter import Denoiser
-from studio.diffusion.flow import interpolate, time_grid, unet_timestep, velocity
+from studio.diffusion.adapter import Denoiser, flow_velocity
+from studio.diffusion.flow import interpolate, time_grid, unet_timestep
 from studio.training.method import Method
 from studio.diffusion.prompting import encode_prompts
 
@@ -68,7 +68,7 @@ class ReflowObjective(_PairsObjective):
         prompts = ["" if d else self.prompts[int(i)] for d, i in zip(drop, batch["prompt_id"])]
         cond = self.encode(prompts, x0.device)
         x_t = interpolate(x0, x1, t)
-        v = velocity(Denoiser(modules["unet"], "flow_prediction")(x_t, unet_timestep(t), cond))
+        v = flow_velocity(Denoiser(modules["unet"], "flow_prediction")(x_t, unet_timestep(t), cond))
         return l2(v, x1 - x0), {}
 
 
@@ -88,7 +88,7 @@ class DistillObjective(_PairsObjective):
 
     def one_step(self, unet, x0, cond):
         """x1_hat = x0 + (t_1 - t_0) v(x0, t_0): the student's whole sampler."""
-        return x0 + self.dt * velocity(Denoiser(unet, "flow_prediction")(x0, self.timestep, cond))
+        return x0 + self.dt * flow_velocity(Denoiser(unet, "flow_prediction")(x0, self.timestep, cond))
 
     def loss(self, modules, batch, rand):
         x0, x1 = batch["x0"], batch["x1"]

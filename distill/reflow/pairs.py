@@ -17,7 +17,6 @@ partial last shard is completed, and the new shards are generated.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -27,11 +26,13 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from studio import StudioError
+from studio.files import atomic_path, write_json
 from studio.models.backbone import load_pipeline
 from studio.data.prompts import prompts_from
 from studio.devices import process_state
 from studio.models.model_info import read_model_info
-from studio.diffusion.sampling import initial_noise, sample_latents
+from studio.diffusion.noise import image_noise
+from studio.diffusion.sampling import sample_latents
 
 from distill.reflow.config import PairsConfig
 
@@ -67,9 +68,8 @@ def _finished(path: Path, rows: int) -> bool:
 
 
 def _write_shard(path: Path, tensors: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
 
 
 def generate_pairs(cfg: PairsConfig) -> Path:
@@ -83,7 +83,7 @@ def generate_pairs(cfg: PairsConfig) -> Path:
     out = Path(cfg.out)
     prompts = prompts_from(cfg.prompts, cfg.data_dir or None)
     teacher_kind = read_model_info(cfg.teacher)["kind"] if Path(cfg.teacher).is_dir() else "teacher"
-    if teacher_kind != "teacher" and cfg.solver not in ("", "euler"):
+    if teacher_kind != "teacher" and cfg.solver not in ("auto", "euler"):
         raise StudioError(f"{cfg.teacher} is a flow model ({teacher_kind}); it samples with --solver euler, "
                           f"not {cfg.solver!r}")
     manifest = {**asdict(cfg), "prompts": prompts, "prompt_source": cfg.prompts, "teacher_kind": teacher_kind,
@@ -93,10 +93,7 @@ def generate_pairs(cfg: PairsConfig) -> Path:
     _check_manifest(out, manifest)
     state.wait_for_everyone()
     if state.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = out / (MANIFEST + ".tmp")
-        tmp.write_text(json.dumps(manifest, indent=2))
-        os.replace(tmp, out / MANIFEST)
+        write_json(out / MANIFEST, manifest)
     mine = [j for j in shards_of_rank(cfg.num, cfg.shard_size, state.process_index, state.num_processes)
             if not _finished(shard_path(out, j), min(cfg.num, (j + 1) * cfg.shard_size) - j * cfg.shard_size)]
     if mine:
@@ -111,7 +108,7 @@ def generate_pairs(cfg: PairsConfig) -> Path:
                 seeds = [cfg.seed + k for k in ks]
                 batch_prompts = [prompts[k % len(prompts)] for k in ks]
                 x1 = sample_latents(pipe, batch_prompts, cfg.steps, cfg.guidance, seeds, cfg.solver)
-                parts["x0"].append(initial_noise(shape, seeds, "cpu", torch.float32))
+                parts["x0"].append(image_noise(shape, seeds, "cpu", torch.float32))
                 parts["x1"].append(x1.float().cpu())
                 bar.update(len(ks))
             ks = torch.arange(lo, hi)

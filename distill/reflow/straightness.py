@@ -24,13 +24,13 @@ import numpy as np
 import torch
 
 from studio import StudioError
-from studio.diffusion.adapter import Denoiser
+from studio.diffusion.adapter import Denoiser, flow_velocity, vp_flow_velocity
 from studio.models.backbone import load_pipeline
 from studio.data.prompts import prompts_from
-from studio.diffusion.flow import euler, is_flow, time_grid, velocity
+from studio.diffusion.flow import euler, is_flow, time_grid
 from studio.models.model_info import read_model_info
 from studio.diffusion.prompting import encode_prompts
-from studio.diffusion.sampling import initial_noise
+from studio.diffusion.noise import image_noise
 
 from distill.reflow.config import StraightnessConfig
 
@@ -59,9 +59,7 @@ def _teacher_field(pipe, guided, steps: int):
     def v(y, tau):
         alpha, sigma = (float(z) for z in alpha_sigma(tau.item()))
         x = y * (alpha + sigma)
-        out = guided(x, tau.to(y.dtype))
-        eps = out if prediction == "epsilon" else alpha * out + sigma * x  # v-prediction -> epsilon
-        return (x - sigma * eps) / alpha - eps
+        return vp_flow_velocity(guided(x, tau.to(y.dtype)), x, prediction, alpha, sigma)
 
     return v, (t, taus), 1.0 / float(a[0] + s[0])
 
@@ -82,11 +80,11 @@ def measure(pipe, prompts: list[str], num: int = 64, steps: int = 25, guidance: 
         return denoiser.guided(x, timestep, cond, uncond, guidance if guidance > 1.0 else 1.0)
 
     if flow:
-        field, grid, scale = (lambda x, ts: velocity(guided(x, ts))), time_grid(steps), 1.0
+        field, grid, scale = (lambda x, ts: flow_velocity(guided(x, ts))), time_grid(steps), 1.0
     else:
         field, grid, scale = _teacher_field(pipe, guided, steps)
     shape = (pipe.unet.config.in_channels, pipe.unet.config.sample_size, pipe.unet.config.sample_size)
-    z0 = initial_noise(shape, list(range(seed, seed + num)), device, dtype) * scale
+    z0 = image_noise(shape, range(seed, seed + num), device, dtype) * scale
     vs = []
     z1 = euler(field, z0, grid, callback=lambda i, v: vs.append(v))
     return straightness(z0, z1, grid[0], vs)

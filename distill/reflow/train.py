@@ -17,7 +17,8 @@ from studio.devices import process_state
 from studio.diffusion.flow import flow_scheduler
 from studio.models.model_info import write_model_info
 from studio.training.config import validate
-from studio.training.loop import train, write_resolved_config
+from studio.training.driver import write_resolved_config
+from studio.training.loop import train
 
 from distill.reflow.config import DistillConfig, ReflowTrainConfig
 from distill.reflow.losses import make_distance

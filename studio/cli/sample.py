@@ -24,7 +24,7 @@ class SampleConfig:
     guidance: float = field(default=-1.0, metadata={"help": "negative: the model's recommended (teacher 5, 2-RF 1.5, "
                                                             "student 1 = none)"})
     seed: int = 0
-    solver: str = field(default="", metadata={"help": "dpmsolver, ddim, euler, ... (default: the pipeline's)"})
+    solver: str = field(default="auto", metadata={"help": "auto (the pipeline's own), dpmsolver, ddim, euler, ..."})
     batch_size: int = 16
     dtype: str = "float32"
     device: str = "cpu"

@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 from studio import StudioError
+from studio.files import atomic_path
 from studio.data.fashion_mnist import FILES, cache_dir, find_data_dir, read_idx
 
 OFFICIAL_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
@@ -46,18 +47,14 @@ def _download(dest: Path, base_url: str = OFFICIAL_URL, timeout: float = 60) -> 
             target = dest / name
             if target.is_file():
                 continue
-            tmp = target.with_suffix(".part")
             try:
-                with urllib.request.urlopen(base_url + name, timeout=timeout) as r, open(tmp, "wb") as f:
-                    shutil.copyfileobj(r, f)
-                arr = read_idx(tmp)
+                with atomic_path(target) as tmp:  # a killed download never leaves a half file
+                    with urllib.request.urlopen(base_url + name, timeout=timeout) as r, open(tmp, "wb") as f:
+                        shutil.copyfileobj(r, f)
+                    if len(read_idx(tmp)) != EXPECTED_COUNTS[split]:
+                        raise StudioError(f"{name}: unexpected image count")
             except (OSError, StudioError):
-                tmp.unlink(missing_ok=True)
                 return False
-            if len(arr) != EXPECTED_COUNTS[split]:
-                tmp.unlink(missing_ok=True)
-                return False
-            os.replace(tmp, target)  # atomic: a killed download never leaves a half file
     return True
 
 

@@ -7,7 +7,8 @@ the velocity is v = dx_t/dt = x1 - x0; the UNet receives the timestep (1 - t) * 
 
 On disk a flow UNet is stored in diffusers' flow-matching convention: its output is
 noise - data = -v (``prediction_type="flow_prediction"``, sigma = 1 - t). That is the whole
-conversion, and it lives here: :func:`velocity` negates the UNet output.
+conversion; it lives with the other parameterisations in ``studio.diffusion.adapter``
+(``flow_velocity`` negates the UNet output).
 
 Export pairing. A flow pipeline is a plain ``StableDiffusionPipeline`` whose scheduler is
 ``DPMSolverMultistepScheduler(use_flow_sigmas=True, prediction_type="flow_prediction",
@@ -26,6 +27,8 @@ from typing import Callable
 import torch
 from diffusers import DPMSolverMultistepScheduler
 
+from studio.diffusion.adapter import append_dims
+
 NUM_TRAIN_TIMESTEPS = 1000
 FLOW_PREDICTION = "flow_prediction"
 
@@ -43,11 +46,6 @@ def is_flow(scheduler_config) -> bool:
     return scheduler_config.get("prediction_type") == FLOW_PREDICTION
 
 
-def velocity(unet_output: torch.Tensor) -> torch.Tensor:
-    """InstaFlow's v = x1 - x0 from a UNet stored in diffusers' convention (noise - data)."""
-    return -unet_output
-
-
 def unet_timestep(t: torch.Tensor) -> torch.Tensor:
     """The timestep the UNet receives at flow time t: (1 - t) * 1000."""
     return (1.0 - t) * NUM_TRAIN_TIMESTEPS
@@ -55,7 +53,7 @@ def unet_timestep(t: torch.Tensor) -> torch.Tensor:
 
 def interpolate(x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """x_t = t x1 + (1 - t) x0 (Rectified Flow, eq. 1), t broadcast per sample."""
-    t = t.reshape(-1, *([1] * (x0.ndim - 1))).to(x0.dtype)
+    t = append_dims(t, x0.ndim).to(x0.dtype)
     return t * x1 + (1.0 - t) * x0
 
 

@@ -12,7 +12,7 @@ generator seeded ``seed + k``, so it is identical at any batch size.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Literal
 
 import numpy as np
 import torch
@@ -21,30 +21,36 @@ from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler, EulerAncestra
 from tqdm.auto import tqdm
 
 from studio import StudioError
-from studio.diffusion.adapter import Denoiser
-from studio.diffusion.flow import euler, is_flow, time_grid, velocity
+from studio.diffusion.adapter import Denoiser, flow_velocity
+from studio.diffusion.flow import euler, is_flow, time_grid
+from studio.diffusion.noise import image_noise
 from studio.diffusion.prompting import encode_prompts
+from studio.images import to_unit_hwc
 
 SOLVERS = {
     "dpmsolver": DPMSolverMultistepScheduler, "ddim": DDIMScheduler, "euler": EulerDiscreteScheduler,
     "euler-ancestral": EulerAncestralDiscreteScheduler, "heun": HeunDiscreteScheduler, "pndm": PNDMScheduler,
     "unipc": UniPCMultistepScheduler,
 }
+Solver = Literal["auto", "dpmsolver", "ddim", "euler", "euler-ancestral", "heun", "pndm", "unipc"]  # auto: the pipeline's
 
 
-def make_scheduler(pipe, solver: str = ""):
-    """A fresh scheduler: the pipeline's own class, or the named solver with the pipeline's schedule."""
-    if not solver:
+def make_scheduler(pipe, solver: str = "auto"):
+    """A fresh scheduler: the pipeline's own class (``auto``), or the named solver with the pipeline's schedule."""
+    if solver == "auto":
         return pipe.scheduler.__class__.from_config(pipe.scheduler.config)
     if solver not in SOLVERS:
-        raise StudioError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
+        raise StudioError(f"unknown solver {solver!r}; choose one of auto, {', '.join(SOLVERS)}")
     return SOLVERS[solver].from_config(pipe.scheduler.config)
 
 
-def initial_noise(shape_per_image, seeds: list[int], device, dtype) -> torch.Tensor:
-    """One generator per image, drawn on the CPU as diffusers' ``randn_tensor`` does for a list."""
-    return torch.cat([torch.randn((1, *shape_per_image), generator=torch.Generator("cpu").manual_seed(s),
-                                  dtype=dtype) for s in seeds]).to(device)
+def is_stochastic(scheduler) -> bool:
+    """Whether a scheduler injects fresh noise at its steps (ancestral and SDE samplers, DDPM), so that
+    the same start noise does not give the same image: such a sampler defines no deterministic coupling."""
+    name = type(scheduler).__name__
+    algorithm = str(scheduler.config.get("algorithm_type", ""))
+    return "Ancestral" in name or "SDE" in name or name in ("DDPMScheduler", "LCMScheduler", "TCDScheduler") \
+        or algorithm.startswith("sde") or float(scheduler.config.get("eta", 0.0) or 0.0) > 0
 
 
 def _check(steps: int, prompts) -> None:
@@ -55,7 +61,7 @@ def _check(steps: int, prompts) -> None:
 
 
 @torch.no_grad()
-def sample_latents(pipe, prompts: list[str], steps: int, guidance: float, seeds: list[int], solver: str = "",
+def sample_latents(pipe, prompts: list[str], steps: int, guidance: float, seeds: list[int], solver: str = "auto",
                    on_step: Callable[[], None] | None = None) -> torch.Tensor:
     """Final latents for one batch; image k starts from the noise of ``seeds[k]``.
 
@@ -71,15 +77,15 @@ def sample_latents(pipe, prompts: list[str], steps: int, guidance: float, seeds:
     uncond = encode_prompts(pipe.tokenizer, pipe.text_encoder, [""] * len(prompts), device).to(dtype) if cfg else None
     scale = guidance if cfg else 1.0
     if is_flow(pipe.scheduler.config):
-        if solver not in ("", "euler"):
+        if solver not in ("auto", "euler"):
             raise StudioError(f"{solver!r} does not apply to a flow pipeline; it samples with Euler (--solver euler)")
 
-        return euler(lambda x, timestep: velocity(denoiser.guided(x, timestep, cond, uncond, scale)),
-                     initial_noise(latent_shape, seeds, device, dtype), time_grid(steps),
+        return euler(lambda x, timestep: flow_velocity(denoiser.guided(x, timestep, cond, uncond, scale)),
+                     image_noise(latent_shape, seeds, device, dtype), time_grid(steps),
                      callback=None if on_step is None else (lambda i, v: on_step()))
     scheduler = make_scheduler(pipe, solver)
     scheduler.set_timesteps(steps, device=device)
-    latents = initial_noise(latent_shape, seeds, device, dtype) * scheduler.init_noise_sigma
+    latents = image_noise(latent_shape, seeds, device, dtype) * scheduler.init_noise_sigma
     for t in scheduler.timesteps:
         x_in = scheduler.scale_model_input(latents, t)
         pred = denoiser.guided(x_in, t, cond, uncond, scale)
@@ -92,12 +98,11 @@ def sample_latents(pipe, prompts: list[str], steps: int, guidance: float, seeds:
 @torch.no_grad()
 def decode(pipe, latents: torch.Tensor) -> np.ndarray:
     """VAE-decode latents to float32 (N, H, W, 3) images in [0, 1], as diffusers does."""
-    images = pipe.vae.decode(latents / pipe.vae.config.scaling_factor, return_dict=False)[0]
-    return (images.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+    return to_unit_hwc(pipe.vae.decode(latents / pipe.vae.config.scaling_factor, return_dict=False)[0])
 
 
 def generate(pipe, prompts: list[str], steps: int = 25, guidance: float = 5.0, seed: int = 0,
-             solver: str = "", batch_size: int = 16, progress: bool = False,
+             solver: str = "auto", batch_size: int = 16, progress: bool = False,
              callback: Callable[[int, int], None] | None = None) -> np.ndarray:
     """Images for ``prompts`` as float32 (N, H, W, 3) in [0, 1]; image k uses seed ``seed + k``."""
     _check(steps, prompts)

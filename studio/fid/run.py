@@ -19,6 +19,7 @@ from studio.fid.frechet import frechet_distance
 from studio.fid.inception import cache_dir
 from studio.fid.sources import Source, open_source
 from studio.fid.stats import FeatureStats, load_stats, save_stats
+from studio.files import write_json
 
 BIAS_WARNING_N = 2048  # below the feature dimension the covariance is rank-deficient
 
@@ -35,7 +36,7 @@ class FIDOptions:
     guidance: float = field(default=-1.0, metadata={"help": "pipeline side: guidance (negative: the model's "
                                                             "recommended)"})
     seed: int = 0
-    solver: str = ""
+    solver: str = "auto"
     device: str = "cpu"
     cache: bool = field(default=True, metadata={"help": "cache statistics of datasets and folders"})
 
@@ -119,10 +120,7 @@ def compute_fid(cfg: FIDConfig) -> dict:
               "generation": {src.spec: src.generation for src in (real, fake) if src.generation}}
     print(f"FID {value:.4f} (N real {n1}, N fake {n2}, resize {opts.resize})")
     if cfg.out:
-        path = Path(cfg.out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.with_suffix(".tmp").write_text(json.dumps(result, indent=2))
-        path.with_suffix(".tmp").replace(path)
+        write_json(cfg.out, result)
     return result
 
 

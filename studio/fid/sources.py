@@ -101,7 +101,7 @@ def _pipeline(spec: str, num: int, prompts: list[str], gen: dict) -> Source:
             chunk = [prompts[k % len(prompts)] for k in range(lo, min(num, lo + size))]
             # image k uses seed + k: generate() numbers seeds from its first image
             yield generate(pipe, chunk, steps=gen["steps"], guidance=gen["guidance"], seed=gen["seed"] + lo,
-                           solver=gen.get("solver", ""), batch_size=size)
+                           solver=gen.get("solver", "auto"), batch_size=size)
 
     return Source(spec, "images", count=num, batches=batches, generation=gen)
 

@@ -9,7 +9,6 @@ and a JSON ``meta`` string describing how they were made.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 
 from studio import StudioError
+from studio.files import atomic_path
 
 
 @dataclass
@@ -47,12 +47,9 @@ class FeatureStats:
 
 def save_stats(path, mu: np.ndarray, sigma: np.ndarray, n: int, meta: dict) -> Path:
     """Write an ``.npz`` atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, mu=mu, sigma=sigma, n=np.int64(n), meta=np.array(json.dumps(meta)))
-    os.replace(tmp, path)
-    return path
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: numpy adds no .npz suffix
+        np.savez(f, mu=mu, sigma=sigma, n=np.int64(n), meta=np.array(json.dumps(meta)))
+    return Path(path)
 
 
 def load_stats(path) -> tuple[np.ndarray, np.ndarray, int, dict]:

@@ -14,6 +14,7 @@ import torch
 from diffusers import StableDiffusionPipeline
 
 from studio import StudioError
+from studio.files import temp_path
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16}
@@ -66,14 +67,14 @@ def save_pipeline(pipe, out_dir) -> Path:
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / ".pipeline.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    pipe.save_pretrained(str(tmp), safe_serialization=True)
-    names = sorted(os.listdir(tmp), key=lambda n: n == "model_index.json")
-    for name in names:
-        target = out / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        os.replace(tmp / name, target)
-    tmp.rmdir()
+    tmp = temp_path(out / "pipeline")
+    try:
+        pipe.save_pretrained(str(tmp), safe_serialization=True)
+        for name in sorted(os.listdir(tmp), key=lambda n: n == "model_index.json"):
+            target = out / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            os.replace(tmp / name, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return out

@@ -8,9 +8,9 @@ benchmarks and the UI's model picker. A directory without it is described from i
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
+from studio.files import write_json
 from studio.models.backbone import is_pipeline_dir
 
 MODEL_INFO = "studio_model.json"
@@ -21,11 +21,7 @@ def write_model_info(pipe_dir, kind: str, steps: int, guidance: float, **extra) 
     """Record the kind and the recommended sampling settings (atomic write)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    path = Path(pipe_dir) / MODEL_INFO
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"kind": kind, "steps": steps, "guidance": guidance, **extra}, indent=2, default=str))
-    os.replace(tmp, path)
-    return path
+    return write_json(Path(pipe_dir) / MODEL_INFO, {"kind": kind, "steps": steps, "guidance": guidance, **extra})
 
 
 def read_model_info(pipe_dir) -> dict:

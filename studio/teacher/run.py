@@ -23,7 +23,8 @@ from studio.teacher.config import TeacherConfig
 from studio.teacher.unet_stage import UNetStage
 from studio.teacher.vae_stage import VAEStage, latent_scaling_factor
 from studio.training.config import validate
-from studio.training.loop import train, write_resolved_config
+from studio.training.driver import write_resolved_config
+from studio.training.loop import train
 
 
 def _vae_stage(cfg: TeacherConfig, vae, data, out: Path, state: PartialState):

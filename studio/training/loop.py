@@ -10,7 +10,6 @@ loss (nothing is saved after the last good checkpoint), and SIGTERM -> checkpoin
 from __future__ import annotations
 
 import contextlib
-import json
 import signal
 import time
 from dataclasses import asdict, dataclass
@@ -69,14 +68,6 @@ class _SigtermFlag:
     def __exit__(self, *exc):
         if self._old is not None:
             signal.signal(signal.SIGTERM, self._old)
-
-
-def write_resolved_config(out_dir: Path, config) -> None:
-    """Every run writes its resolved config beside its outputs (``config.json``)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / "config.json.tmp"
-    tmp.write_text(json.dumps(asdict(config), indent=2, default=str))
-    tmp.replace(out_dir / "config.json")
 
 
 def train(method: Method, cfg: TrainerConfig, out_dir) -> TrainResult:
