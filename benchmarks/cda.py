@@ -55,9 +55,9 @@ from _common import RESULTS, machine, write_result
 
 from distill.cda.config import EvalConfig, RecoverConfig, SqueezeConfig
 from distill.cda.classifier import WEIGHTS
-from distill.cda.evaluate import RESULT, run_eval
+from distill.cda.commands import run_eval, run_squeeze
+from distill.cda.objective import RESULT
 from distill.cda.recover import load_distilled, run_recover
-from distill.cda.squeeze import run_squeeze
 from studio.files import locked, write_bytes, write_json
 from studio.images import make_grid, save_png
 from studio.training.config import TrainerConfig

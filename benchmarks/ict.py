@@ -31,7 +31,7 @@ from consistency.diffusion_baseline import PixelDiffusion
 from consistency.diffusion_baseline import export_pipeline as export_ddpm
 from consistency.diffusion_baseline import sample as sample_ddpm
 from consistency.model import build_unet
-from consistency.run import train_ict
+from consistency.commands import train_ict
 from consistency.sampling import default_sigmas
 from consistency.sampling import sample as sample_cm
 from studio.models.backbone import is_pipeline_dir, save_pipeline

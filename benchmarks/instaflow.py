@@ -23,6 +23,7 @@ import json
 import shutil
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from _common import RESULTS, write_result
@@ -30,12 +31,11 @@ from _common import RESULTS, write_result
 from distill.reflow.config import DistillConfig, PairsConfig, ReflowTrainConfig
 from distill.reflow.pairs import generate_pairs
 from distill.reflow.straightness import measure
-from distill.reflow.train import train_reflow, train_student
+from distill.reflow.commands import train_reflow, train_student
 from studio.models.backbone import is_pipeline_dir, load_pipeline
 from studio.data import FASHION_MNIST_CLASSES, class_prompts
 from studio.fid.run import FIDConfig, FIDOptions, FIDStatsConfig, compute_fid, compute_stats
 from studio.images import make_grid, save_png
-from studio.models.model_info import MODEL_INFO, read_model_info, write_model_info
 from studio.diffusion.sampling import generate
 from studio.teacher import TeacherConfig, train_teacher
 from studio.training.config import TrainerConfig
@@ -46,7 +46,8 @@ TEACHER = Path("runs/bench/teacher")
 
 def stages(a) -> dict:
     if not is_pipeline_dir(TEACHER):
-        train_teacher(TeacherConfig(out=str(TEACHER)))
+        base = TeacherConfig()
+        train_teacher(replace(base, out=str(TEACHER), train=replace(base.train, resume="latest")))
     t0 = time.perf_counter()
     generate_pairs(PairsConfig(teacher=str(TEACHER), num=a.pairs, steps=25, solver="dpmsolver", guidance=5.0,
                                batch_size=128, out=str(ROOT / "pairs-teacher")))
@@ -54,11 +55,11 @@ def stages(a) -> dict:
     rf = ROOT / "2rf"
     if not is_pipeline_dir(rf):
         train_reflow(ReflowTrainConfig(init=str(TEACHER), pairs=str(ROOT / "pairs-teacher"), out=str(rf),
+                                       sample_guidance=a.rf_guidance,
                                        train=TrainerConfig(steps=a.rf_steps, batch_size=a.batch, lr=3e-4,
                                                            warmup_steps=100, lr_schedule="cosine", ema_decay=0.999,
                                                            checkpoint_every=250, resume="latest")))
     t2 = time.perf_counter()
-    _recommend_guidance(rf, a.rf_guidance)
     pairs2 = ROOT / f"pairs-2rf-g{a.rf_guidance:g}"  # a larger --student-pairs extends this set
     generate_pairs(PairsConfig(teacher=str(rf), num=a.student_pairs, steps=25, solver="euler", guidance=a.rf_guidance,
                                seed=10**6, batch_size=128, out=str(pairs2)))
@@ -86,15 +87,6 @@ def student_dir(a) -> Path:
     return ROOT / f"student-g{a.rf_guidance:g}-p{a.student_pairs}-s{a.student_steps}"
 
 
-def _recommend_guidance(rf: Path, guidance: float) -> None:
-    """Record the guidance the 2-RF is sampled with here as its recommended setting."""
-    info = read_model_info(rf)
-    if info.get("guidance") != guidance:
-        kind, steps = info.pop("kind"), info.pop("steps")
-        info.pop("guidance", None)
-        write_model_info(rf, kind, steps=steps, guidance=guidance, **info)
-
-
 def export(dest: Path, student: Path) -> None:
     """The three pipelines without their training state (checkpoints, logs, stage folders)."""
     for src, name in ((TEACHER, "teacher"), (ROOT / "2rf", "2-rectified-flow"), (student, "student")):
@@ -103,8 +95,6 @@ def export(dest: Path, student: Path) -> None:
         shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("train", "stages", "logs", "*.tmp", "bench_*"))
         shutil.rmtree(dest / name, ignore_errors=True)
         tmp.rename(dest / name)
-        if not (dest / name / MODEL_INFO).is_file():  # a teacher trained before studio_model.json existed
-            write_model_info(dest / name, "teacher", steps=25, guidance=5.0, dataset="fashion-mnist")
         print(f"exported {src} -> {dest / name}")
 
 
@@ -170,7 +160,7 @@ def init_losses() -> dict:
     """2-RF loss of the untrained teacher UNet on 256 teacher pairs, for both output signs (README deviation)."""
     import torch
 
-    from distill.reflow.objectives import ReflowObjective
+    from distill.reflow.objective import ReflowObjective
     from distill.reflow.pairs import PairsDataset
     from studio.training.randomness import StepRandom
 

@@ -51,7 +51,7 @@ def main():
     pipe = load_pipeline(pipe_dir)
     prompts = [p for p in class_prompts(FASHION_MNIST_CLASSES) for _ in range(8)]
     t0 = time.perf_counter()
-    images = generate(pipe, prompts, steps=demo.sample_steps, guidance=demo.guidance, seed=0, batch_size=16)
+    images = generate(pipe, prompts, steps=cfg.sample_steps, guidance=cfg.sample_guidance, seed=0, batch_size=16)
     sample_s = time.perf_counter() - t0
     grid = save_png(make_grid(images, nrow=8), RESULTS / "teacher_grid.png",
                     {"rows": json.dumps(FASHION_MNIST_CLASSES)})
@@ -61,7 +61,7 @@ def main():
         "train_wall_s": round(timing["train_s"], 1), "invocations": timing["invocations"],
         "vae_steps": cfg.vae_steps, "vae_batch_size": cfg.vae_batch_size,
         "unet_steps": cfg.train.steps, "unet_batch_size": cfg.train.batch_size,
-        "sampling": {"images": len(images), "steps": demo.sample_steps, "guidance": demo.guidance,
+        "sampling": {"images": len(images), "steps": cfg.sample_steps, "guidance": cfg.sample_guidance,
                      "s_per_image": round(sample_s / len(images), 4)},
         "grid": str(grid.relative_to(RESULTS.parent.parent)), "grid_rows": FASHION_MNIST_CLASSES,
         "config": asdict(cfg),

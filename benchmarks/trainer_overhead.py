@@ -22,7 +22,7 @@ from _common import write_result
 from studio.data import FASHION_MNIST_CLASSES, load_dataset
 from studio.models.presets import build_pipeline, tokenizer_corpus
 from studio.training.randomness import StepRandom
-from studio.teacher.unet_stage import UNetStage
+from studio.teacher.objective import UNetStage
 from studio.training.config import TrainerConfig
 from studio.training.loop import train
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from studio.cli.schema import option
 from studio.training.config import TrainerConfig
 
 
@@ -16,23 +17,27 @@ def _ict_train_defaults() -> TrainerConfig:
 
 @dataclass
 class ICTConfig:
-    dataset: str = field(default="fashion-mnist", metadata={"help": "fashion-mnist[:split] or an image folder"})
+    """Settings of studio ict train."""
+
+    dataset: str = option("fashion-mnist", "fashion-mnist[:split] or an image folder")
     data_dir: str = ""
-    limit: int = field(default=0, metadata={"help": "use only the first N images (0: all)"})
+    limit: int = option(0, "use only the first N images (0: all)", ge=0)
     out: str = "runs/ict"
-    conditional: bool = field(default=False, metadata={"help": "class-conditional (a class embedding)"})
-    dropout: float = field(default=0.3, metadata={"help": "UNet dropout (iCT: 0.3 on CIFAR-10)"})
-    s0: int = 10
-    s1: int = 1280
-    train: TrainerConfig = field(default_factory=_ict_train_defaults, metadata={"flatten": True})
+    conditional: bool = option(False, "class-conditional (a class embedding)")
+    dropout: float = option(0.3, "UNet dropout (iCT: 0.3 on CIFAR-10)", ge=0, lt=1)
+    s0: int = option(10, "initial discretisation steps of the curriculum (iCT: 10)", ge=1)
+    s1: int = option(1280, "final discretisation steps (iCT: 1280)", ge=1)
+    train: TrainerConfig = option(factory=_ict_train_defaults, flatten=True)
 
 
 @dataclass
 class ICTSampleConfig:
-    model: str = field(default="", metadata={"positional": True, "help": "exported ConsistencyModelPipeline dir"})
-    steps: int = field(default=1, metadata={"help": "1, 2 (sigma_mid 0.821) or more"})
-    sigmas: list[float] = field(default_factory=list, metadata={"help": "explicit descending sigmas (overrides --steps)"})
-    num: int = 64
+    """Settings of studio ict sample."""
+
+    model: str = option(help="exported ConsistencyModelPipeline dir", positional=True)
+    steps: int = option(1, "1, 2 (sigma_mid 0.821) or more", ge=1)
+    sigmas: list[float] = option(help="explicit descending sigmas (overrides --steps)", factory=list, gt=0)
+    num: int = option(64, ge=1)
     seed: int = 0
-    class_label: int = field(default=-1, metadata={"help": "class of a conditional model (-1: image k gets k mod C)"})
+    class_label: int = option(-1, "class of a conditional model (-1: image k gets k mod C)", ge=-1)
     out: str = "ict_grid.png"

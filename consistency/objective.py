@@ -15,9 +15,11 @@ import torch
 
 from studio.diffusion.adapter import append_dims
 from studio.diffusion.losses import pseudo_huber
+from studio.models.backbone import save_pipeline
 from studio.training.method import Method
 
 from consistency.model import consistency_model
+from consistency.sampling import export_pipeline
 from consistency.recipe import P_MEAN, P_STD, S0, S1, discretization_steps, karras_sigmas, loss_weights, lognormal_weights
 
 
@@ -40,8 +42,8 @@ class ICTObjective(Method):
     name = "ict"
 
     def __init__(self, unet, data, total_steps: int, conditional: bool = False, s0: int = S0, s1: int = S1,
-                 p_mean: float = P_MEAN, p_std: float = P_STD):
-        self.unet, self.data = unet, data
+                 p_mean: float = P_MEAN, p_std: float = P_STD, dataset: str = ""):
+        self.unet, self.data, self.dataset_spec = unet, data, dataset
         self.total_steps, self.conditional = total_steps, conditional
         self.s0, self.s1, self.p_mean, self.p_std = s0, s1, p_mean, p_std
         self.on_step_start(0)
@@ -51,6 +53,18 @@ class ICTObjective(Method):
 
     def dataset(self):
         return self.data
+
+    def final_scales(self) -> int:
+        """N at the last step: the export scheduler's ``num_train_timesteps`` (its Karras grid)."""
+        return discretization_steps(self.total_steps - 1, self.total_steps, self.s0, self.s1)
+
+    def export(self, result, out):
+        save_pipeline(export_pipeline(result.modules["unet"].eval().to("cpu"), self.final_scales()), out)
+
+    def model_info(self):
+        classes = list(self.data.class_names) if self.conditional else []
+        return dict(kind="consistency", steps=1, guidance=0.0, class_names=classes,
+                    num_train_timesteps=self.final_scales(), dataset=self.dataset_spec)
 
     def on_step_start(self, step: int) -> None:
         """Curriculum: the sigmas, sampling weights and lambdas of N(step) (iCT sec. 3.4-3.5)."""

@@ -13,9 +13,10 @@ from distill.cda.bn_matching import BNStatsLoss
 from distill.cda.classifier import build_classifier, load_classifier, save_classifier
 from distill.cda.config import EvalConfig, RecoverConfig, SqueezeConfig
 from distill.cda.curriculum import SCHEDULES, crop_scale_lower_bound
-from distill.cda.evaluate import random_subset, run_eval, soft_label_kl
-from distill.cda.recover import Recovery, folder_name, load_distilled, run_recover
-from distill.cda.squeeze import run_squeeze
+from distill.cda.commands import random_subset, run_eval, run_squeeze
+from distill.cda.objective import Recovery, soft_label_kl
+from distill.cda.recover import folder_name, load_distilled, run_recover
+
 from studio import StudioError
 from studio.data import FASHION_MNIST_CLASSES, load_image_folder
 from studio.training.config import TrainerConfig

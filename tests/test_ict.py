@@ -127,7 +127,7 @@ def test_ict_train_cli_exports_a_loadable_pipeline(fake_fmnist, tmp_path):
 def test_ict_precision_auto_is_fp32_and_fp16_is_refused():
     """auto resolves to fp32 for iCT (bf16 rounding swamps the small student-target difference at
     large N), explicit choices pass through, fp16 is refused with a StudioError."""
-    from consistency.run import ict_precision
+    from consistency.commands import ict_precision
     from studio import StudioError
 
     assert ict_precision("auto") == "no"

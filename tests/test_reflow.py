@@ -14,10 +14,10 @@ from safetensors.torch import load_file
 
 from conftest import subprocess_env
 from distill.reflow.config import DistillConfig, PairsConfig, ReflowTrainConfig
-from distill.reflow.objectives import DistillObjective, ReflowObjective
+from distill.reflow.objective import DistillObjective, ReflowObjective
 from distill.reflow.pairs import PairsDataset, generate_pairs, shards_of_rank
 from distill.reflow.straightness import measure, straightness
-from distill.reflow.train import train_reflow, train_student
+from distill.reflow.commands import train_reflow, train_student
 from studio import StudioError
 from studio.models.backbone import load_pipeline
 from studio.cli import main
@@ -131,8 +131,9 @@ def test_two_processes_produce_disjoint_seeds_and_the_same_pairs(pairs_dir, prom
 def test_bad_pairs_inputs_give_one_line_errors(pairs_dir, tiny_pipeline_dir, tmp_path, capsys):
     assert main(["reflow", "train", "--init", str(tiny_pipeline_dir), "--pairs", str(tmp_path)]) == 2
     assert "not a pairs directory" in capsys.readouterr().err
-    assert main(["reflow", "distill", "--pairs", str(pairs_dir)]) == 2
-    assert "--init" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # the schema makes --init required
+        main(["reflow", "distill", "--pairs", str(pairs_dir)])
+    assert "required: --init" in capsys.readouterr().err
     bad = tmp_path / "bad"
     shutil.copytree(pairs_dir, bad)
     (bad / "shard-00001.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")

@@ -28,12 +28,14 @@ LIMITS = {"steps": (1, 100), "guidance": (0.0, 20.0), "num_images": (1, 16), "se
 DATASET_REFERENCES = ("fashion-mnist:test", "fashion-mnist:train")
 
 
-def _bounded(value, lo, hi, what: str):
+def _bounded(value, lo, hi, what: str, whole: bool = False):
     if value is None:
         raise StudioError(f"{what} is empty; enter a number from {lo} to {hi}")
+    if whole and float(value) != int(value):
+        raise StudioError(f"{what} must be a whole number from {lo} to {hi}; you entered {value}")
     if not lo <= value <= hi:
         raise StudioError(f"{what} must be between {lo} and {hi}; you entered {value}")
-    return value
+    return int(value) if whole else value
 
 
 def check_generate(prompt: str, seed, steps, guidance, num_images) -> tuple[str, int, int, float, int]:
@@ -42,10 +44,10 @@ def check_generate(prompt: str, seed, steps, guidance, num_images) -> tuple[str,
         raise StudioError("the prompt is empty; type what to draw, e.g. 'a photo of a bag'")
     if len(prompt) > LIMITS["prompt_chars"]:
         raise StudioError(f"the prompt is {len(prompt)} characters long; keep it under {LIMITS['prompt_chars']}")
-    seed = int(_bounded(seed, *LIMITS["seed"], "the seed (-1 picks a random one)"))
-    steps = int(_bounded(steps, *LIMITS["steps"], "the number of teacher steps"))
+    seed = _bounded(seed, *LIMITS["seed"], "the seed (-1 picks a random one)", whole=True)
+    steps = _bounded(steps, *LIMITS["steps"], "the number of teacher steps", whole=True)
     guidance = float(_bounded(guidance, *LIMITS["guidance"], "the guidance scale"))
-    num = int(_bounded(num_images, *LIMITS["num_images"], "the number of images"))
+    num = _bounded(num_images, *LIMITS["num_images"], "the number of images", whole=True)
     return prompt, (secrets.randbelow(2**31) if seed == -1 else seed), steps, guidance, num
 
 
@@ -100,11 +102,11 @@ def _reference_spec(ref: str, data_root: str | None) -> str:
 def run_fid(registry: ModelRegistry, model: str, reference: str, n, steps, data_root: str | None = None,
             data_dir: str | None = None) -> dict:
     """FID of ``model`` (n samples, ``steps``; 0 = the model's recommended) against ``reference``."""
-    n = int(_bounded(n, *LIMITS["fid_n"], "the number of samples"))
-    steps = int(_bounded(steps, 0, LIMITS["steps"][1], "the number of steps (0: the model's own)"))
+    n = _bounded(n, *LIMITS["fid_n"], "the number of samples", whole=True)
+    steps = _bounded(steps, 0, LIMITS["steps"][1], "the number of steps (0: the model's own)", whole=True)
     path = registry.path(model)
     spec = _reference_spec(reference, data_root)
-    steps, guidance = sampling_settings(path, steps)
+    steps, guidance = sampling_settings(path, steps or None)
     result = compute_fid(FIDConfig(real=spec, fake=str(path), opts=FIDOptions(
         num=n, steps=steps, guidance=guidance, data_dir=data_dir or "", device=registry.device)))
     record = {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "model": model, "kind": registry.info(model)["kind"],

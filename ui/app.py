@@ -2,15 +2,22 @@
 model picker, FID tab with a saved history. Binds to 127.0.0.1 unless told otherwise.
 
 Nothing loads at import: the app is built by :func:`build_app` and models load on first use.
+Generated images go to a private ``studio-ui-*`` temporary folder, removed when the app closes or
+the process exits; Gradio's own file cache is cleared likewise (``delete_cache``). The app takes
+no uploads: Gradio's upload route refuses files over ``MAX_UPLOAD``.
 """
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from studio import StudioError
+from studio.cli.schema import option
+from studio.devices import resolve_device
 
 from ui.actions import LIMITS, generate_pair, references, run_fid
 from ui.history import COLUMNS, last_fid, read_history
@@ -19,16 +26,19 @@ from ui.registry import ModelRegistry
 EXAMPLES = ["a photo of an ankle boot", "a photo of a bag", "an image of a dress", "a picture of a sneaker",
             "a photo of a trouser", "a photo of a pullover"]
 FAST_KINDS = ("one-step-student", "2-rectified-flow", "flow")
+MAX_UPLOAD = "1mb"
 
 
 @dataclass
 class UIConfig:
-    models: str = field(default="ui/models", metadata={"help": "folder of pipelines to serve (the picker stays in it)"})
-    host: str = field(default="127.0.0.1", metadata={"help": "bind address; 0.0.0.0 exposes the app to the network"})
-    port: int = 7860
-    data_dir: str = field(default="", metadata={"help": "Fashion-MNIST files (default: the studio's search path)"})
-    data_root: str = field(default="", metadata={"help": "image folders and .npz statistics offered as FID references"})
-    concurrency: int = field(default=2, metadata={"help": "generate requests run at once; FID runs one at a time"})
+    """Settings of studio ui."""
+
+    models: str = option("ui/models", "folder of pipelines to serve (the picker stays in it)")
+    host: str = option("127.0.0.1", "bind address; 0.0.0.0 exposes the app to the network")
+    port: int = option(7860, ge=1, le=65535)
+    data_dir: str = option("", "Fashion-MNIST files (default: the studio's search path)")
+    data_root: str = option("", "image folders and .npz statistics offered as FID references")
+    concurrency: int = option(2, "generate requests run at once; FID runs one at a time", ge=1)
     device: str = "cpu"
 
 
@@ -48,11 +58,12 @@ def _history_frame(root):
 def build_app(cfg: UIConfig):
     import gradio as gr
 
-    registry = ModelRegistry(cfg.models, cfg.device)
-    out_dir = Path(tempfile.mkdtemp(prefix="studio-ui-"))
+    registry = ModelRegistry(cfg.models, str(resolve_device(cfg.device)))
     names = registry.names()
     if not names:
         raise StudioError(f"no pipelines (folders with model_index.json) under {cfg.models}")
+    out_dir = Path(tempfile.mkdtemp(prefix="studio-ui-"))
+    atexit.register(shutil.rmtree, out_dir, ignore_errors=True)
     fast = registry.by_kind(*FAST_KINDS) or names
     slow = registry.by_kind("teacher") or names
     pick_fast = next((n for n in fast if registry.info(n)["kind"] == "one-step-student"), fast[0])
@@ -88,7 +99,7 @@ def build_app(cfg: UIConfig):
         frame = _history_frame(registry.root)
         return f"FID {record['fid']:.3f} ({record['model']}, {record['steps']} step(s), N={record['n']})", frame, frame
 
-    with gr.Blocks(title="Distillation studio") as app:
+    with gr.Blocks(title="Distillation studio", delete_cache=(3600, 3600)) as app:
         gr.Markdown("# Distillation studio\nOne-step student beside the many-step teacher, and FID.")
         with gr.Tab("Generate"):
             with gr.Row():
@@ -134,6 +145,13 @@ def build_app(cfg: UIConfig):
                              api_name="fid", concurrency_limit=1, concurrency_id="fid")
     app.queue(max_size=64)
     app.studio_out_dir = out_dir
+    close = app.close
+
+    def close_and_clean(verbose: bool = True):
+        close(verbose)
+        shutil.rmtree(out_dir, ignore_errors=True)
+
+    app.close = close_and_clean
     return app
 
 
@@ -141,5 +159,5 @@ def launch(cfg: UIConfig, block: bool = True):
     app = build_app(cfg)
     print(f"serving {cfg.models} at http://{cfg.host}:{cfg.port}")
     app.launch(server_name=cfg.host, server_port=cfg.port, allowed_paths=[str(app.studio_out_dir)],
-               prevent_thread_lock=not block, show_error=True)
+               prevent_thread_lock=not block, show_error=True, max_file_size=MAX_UPLOAD)
     return app

@@ -5,6 +5,7 @@ shared loop seeds from the step, so a resumed run draws the same crops).
   ``per_sample=False`` draws one box for the whole batch, as the authors' recovery does when it
   applies ``transforms.RandomResizedCrop`` to a 4-D tensor; evaluation crops each image.
 - ``random_flip``, ``roll_jitter`` (``torch.roll`` by offsets in [0, jitter], SRe2L).
+- ``pad_crop``: a random crop of the original size after black padding (SRe2L's small-dataset squeeze).
 - ``mix``: mixup (lambda ~ Beta(0.8, 0.8), SRe2L's CIFAR relabel) or CutMix (Beta(1, 1),
   Yun et al. 2019, as in SRe2L's ImageNet FKD); the soft label comes from the teacher on the
   mixed image, so no label mixing is needed.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torchvision.transforms import RandomResizedCrop
 from torchvision.transforms import functional as TF
 
@@ -33,6 +35,16 @@ def random_resized_crop(x: torch.Tensor, size: int, scale: tuple[float, float],
         i, j, h, w = RandomResizedCrop.get_params(img, list(scale), list(RATIO))
         out.append(TF.resized_crop(img, i, j, h, w, [size, size], antialias=True))
     return torch.stack(out)
+
+
+def pad_crop(x: torch.Tensor, pad: int) -> torch.Tensor:
+    """Per-image random crop of the original size from the image padded by ``pad`` black pixels."""
+    if pad <= 0:
+        return x
+    H, W = x.shape[-2:]
+    padded = F.pad(x, (pad, pad, pad, pad), value=-1.0)
+    offs = torch.randint(0, 2 * pad + 1, (x.shape[0], 2))
+    return torch.stack([padded[k, :, i:i + H, j:j + W] for k, (i, j) in enumerate(offs.tolist())])
 
 
 def random_flip(x: torch.Tensor, per_sample: bool = False) -> torch.Tensor:

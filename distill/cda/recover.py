@@ -2,13 +2,9 @@
 with CDA's crop curriculum).
 
 Per unit (IPC index i, group of classes): a batch holding one image of each class in the group
-is optimised for ``--iterations`` steps on the shared loop with
-
-    loss = CE(teacher(A(x)), y) + r_bn * R_BN                     (SRe2L Sec. 3.2; CDA Sec. 3)
-
-A = RandomResizedCrop(scale=(a(t), 1)) with a(t) from :mod:`distill.cda.curriculum`, then a flip
-and a random roll; Adam betas (0.5, 0.9), cosine LR without warm-up, pixels clamped to [-1, 1]
-after every step (the authors' ``clip``). Deviations: lossless PNG output (the paper saved JPEG);
+is optimised for ``--iterations`` steps on the shared loop with the objective
+``distill.cda.objective.Recovery`` (loss = CE(teacher(A(x)), y) + r_bn * R_BN; SRe2L Sec. 3.2,
+CDA Sec. 3); Adam betas (0.5, 0.9), cosine LR without warm-up. Deviations: lossless PNG output (the paper saved JPEG);
 for a teacher trained on grayscale data (``channels`` 1 in classifier.json) the images are one
 channel repeated to three, so the synthetic set stays in the data's colour space (the papers
 only distil RGB sets); ``--channels 3`` optimises three free channels.
@@ -34,25 +30,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch import nn
 from tqdm.auto import tqdm
 
 from studio import StudioError
+from studio.cli.schema import validate
 from studio.files import write_json
 from studio.training.checkpoints import list_checkpoints
 from studio.data.captioned import CAPTION_TEMPLATES, caption
 from studio.devices import process_state
 from studio.images import from_unit_hwc, save_png, to_uint8, to_unit_hwc
-from studio.training.method import Method
 from studio.training.randomness import stream_seed
 from studio.training.config import TrainerConfig
 from studio.training.loop import train
 
-from distill.cda.augment import random_flip, random_resized_crop, roll_jitter
-from distill.cda.bn_matching import BNStatsLoss
 from distill.cda.classifier import load_classifier
 from distill.cda.config import RecoverConfig
-from distill.cda.curriculum import MAX_SCALE, SCHEDULES, crop_scale_lower_bound
+from distill.cda.objective import Recovery
 
 MANIFEST = "manifest.json"
 # settings that change what a unit produces; a rerun into OUT with other values is refused
@@ -65,83 +58,8 @@ def folder_name(class_name: str) -> str:
     return re.sub(r"[^\w.\- ]+", "-", class_name).strip(" .") or "class"
 
 
-class SyntheticImages(nn.Module):
-    """The optimised pixels, (B, C, H, W) with C = 1 (shown to the teacher as 3 equal channels) or 3."""
-
-    def __init__(self, init: torch.Tensor):
-        super().__init__()
-        self.pixels = nn.Parameter(init.clone())
-
-    def forward(self) -> torch.Tensor:
-        return self.pixels.expand(-1, 3, -1, -1) if self.pixels.shape[1] == 1 else self.pixels
-
-
-class _Targets:
-    """The loop's dataset: every batch is the unit's class labels."""
-
-    def __init__(self, targets: torch.Tensor):
-        self.targets = targets
-
-    def __len__(self) -> int:
-        return 1
-
-    def batch(self, indices) -> dict:
-        return {"target": self.targets}
-
-
-class Recovery(Method):
-    name = "recover"
-
-    def __init__(self, teacher: nn.Module, init: torch.Tensor, targets: torch.Tensor, cfg: RecoverConfig):
-        self.teacher, self.cfg = teacher.eval().requires_grad_(False), cfg
-        self.images = SyntheticImages(init)
-        self.targets = targets
-        self.bn = BNStatsLoss(self.teacher, cfg.first_bn_multiplier)
-        self.step = 0
-        self.last: dict = {}  # losses of the last step (empty if a finished unit is only re-read)
-
-    def trainable(self):
-        return {"images": self.images}
-
-    def dataset(self):
-        return _Targets(self.targets)
-
-    def setup(self, device):
-        self.teacher.to(device)
-
-    def on_step_start(self, step):
-        self.step = step
-
-    def augment(self, x: torch.Tensor) -> torch.Tensor:
-        lo = crop_scale_lower_bound(self.cfg.curriculum, self.step, self.cfg.iterations, self.cfg.milestone)
-        x = random_resized_crop(x, x.shape[-1], (lo, MAX_SCALE))
-        return roll_jitter(random_flip(x), self.cfg.jitter)
-
-    def loss(self, modules, batch, rand):
-        logits = self.teacher(self.augment(modules["images"]()))
-        ce = F.cross_entropy(logits.float(), batch["target"])
-        bn = self.bn.value()
-        return ce + self.cfg.r_bn * bn, {"ce": float(ce.detach()), "bn": float(bn.detach())}
-
-    def on_step_end(self, step, logs):
-        with torch.no_grad():
-            self.images.pixels.clamp_(-1.0, 1.0)
-        self.last = logs
-
-
 def _check(cfg: RecoverConfig) -> None:
-    if not cfg.teacher:
-        raise StudioError("give the teacher: studio cda recover --teacher runs/cda/teacher")
-    if cfg.ipc < 1 or cfg.iterations < 1 or cfg.checkpoint_every < 1:
-        raise StudioError("--ipc, --iterations and --checkpoint-every must be at least 1")
-    if cfg.curriculum not in SCHEDULES:
-        raise StudioError(f"unknown --curriculum {cfg.curriculum!r}; use one of {', '.join(SCHEDULES)}")
-    if not 0.0 <= cfg.milestone <= 1.0:
-        raise StudioError(f"--milestone must be in [0, 1], got {cfg.milestone}")
-    if cfg.lr <= 0 or cfg.r_bn < 0 or cfg.jitter < 0:
-        raise StudioError("--lr must be > 0, --r-bn and --jitter >= 0")
-    if cfg.channels not in ("auto", "1", "3"):
-        raise StudioError(f"--channels must be auto, 1 or 3, got {cfg.channels!r}")
+    validate(cfg)
     if not (cfg.init == "noise" or cfg.init.startswith("generator:")):
         raise StudioError(f"--init {cfg.init!r}: use noise or generator:PIPELINE_DIR")
 

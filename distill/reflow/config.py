@@ -2,27 +2,33 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
+from studio.cli.schema import option
+from studio.diffusion.sampling import Solver
+from studio.models.backbone import Dtype
 from studio.training.config import TrainerConfig
 
 
 @dataclass
 class PairsConfig:
-    teacher: str = field(default="", metadata={"help": "teacher pipeline: directory or hub id"})
-    prompts: str = field(default="fashion-mnist", metadata={
-        "help": "a prompt file (one per line) or a dataset (fashion-mnist[:split], image folder): its captions"})
-    num: int = field(default=8192, metadata={"help": "number of (noise, latent) pairs"})
-    steps: int = 25
-    solver: str = field(default="dpmsolver", metadata={"help": "diffusers solver of a teacher; flow models: euler"})
-    guidance: float = 5.0
-    seed: int = field(default=0, metadata={"help": "pair k uses noise seed seed + k"})
-    shard_size: int = field(default=256, metadata={"help": "pairs per safetensors shard"})
-    batch_size: int = 64
+    """Settings of studio reflow pairs."""
+
+    teacher: str = option(help="teacher pipeline: directory or hub id")
+    prompts: str = option("fashion-mnist", "a prompt file (one per line) or a dataset (fashion-mnist[:split], "
+                                           "image folder): its captions")
+    num: int = option(8192, "number of (noise, latent) pairs", ge=1)
+    steps: int = option(25, "teacher ODE steps", ge=1)
+    solver: Solver = option("dpmsolver", "a deterministic solver of the teacher (flow models: euler); "
+                                         "auto: the pipeline's own scheduler")
+    guidance: float = option(5.0, "classifier-free guidance of the teacher (<= 1: none)", ge=0)
+    seed: int = option(0, "pair k uses noise seed seed + k", ge=0)
+    shard_size: int = option(256, "pairs per safetensors shard", ge=1)
+    batch_size: int = option(64, ge=1)
     data_dir: str = ""
-    dtype: str = "float32"
-    device: str = field(default="", metadata={"help": "default: this process's accelerator device"})
+    dtype: Dtype = "float32"
+    device: str = option("", "default: this process's accelerator device")
     out: str = "runs/pairs"
 
 
@@ -38,32 +44,41 @@ def _distill_train_defaults() -> TrainerConfig:
 
 @dataclass
 class ReflowTrainConfig:
-    init: str = field(default="", metadata={"help": "teacher pipeline whose UNet initialises the 2-RF"})
-    pairs: str = field(default="", metadata={"help": "pairs directory from `studio reflow pairs`"})
+    """Settings of studio reflow train."""
+
+    init: str = option(help="teacher pipeline whose UNet initialises the 2-RF")
+    pairs: str = option(help="pairs directory from `studio reflow pairs`")
     out: str = "runs/2rf"
-    caption_dropout: float = field(default=0.1, metadata={"help": "share of captions replaced by '' (for CFG)"})
-    train: TrainerConfig = field(default_factory=_reflow_train_defaults, metadata={"flatten": True})
+    caption_dropout: float = option(0.1, "share of captions replaced by '' (for CFG)", ge=0, lt=1)
+    sample_steps: int = option(25, "recommended Euler steps, written to studio_model.json", ge=1)
+    sample_guidance: float = option(1.0, "recommended guidance, written to studio_model.json (InstaFlow: 1.5 on "
+                                         "SD; 1.0 is best on the built-in teacher)", ge=0)
+    train: TrainerConfig = option(factory=_reflow_train_defaults, flatten=True)
 
 
 @dataclass
 class DistillConfig:
-    init: str = field(default="", metadata={"help": "2-RF pipeline that initialises the student"})
-    pairs: str = field(default="", metadata={"help": "pairs generated with the 2-RF as teacher"})
+    """Settings of studio reflow distill."""
+
+    init: str = option(help="2-RF pipeline that initialises the student")
+    pairs: str = option(help="pairs generated with the 2-RF as teacher")
     out: str = "runs/student"
-    loss: Literal["l2", "huber", "lpips"] = field(default="l2", metadata={
-        "help": "l2 on latents, pseudo-Huber on latents, or LPIPS on VAE-decoded images (needs VGG weights)"})
-    lpips_weights: str = field(default="", metadata={"help": "VGG16 ImageNet state dict for --loss lpips "
-                                                             "(default: torchvision's hub cache file)"})
-    train: TrainerConfig = field(default_factory=_distill_train_defaults, metadata={"flatten": True})
+    loss: Literal["l2", "huber", "lpips"] = option(
+        "l2", "l2 on latents, pseudo-Huber on latents, or LPIPS on VAE-decoded images (needs VGG weights)")
+    lpips_weights: str = option("", "VGG16 ImageNet state dict for --loss lpips (default: torchvision's hub cache "
+                                    "file)")
+    train: TrainerConfig = option(factory=_distill_train_defaults, flatten=True)
 
 
 @dataclass
 class StraightnessConfig:
-    model: str = field(default="", metadata={"positional": True, "help": "pipeline directory (teacher or flow)"})
-    prompts: str = field(default="fashion-mnist", metadata={"help": "prompt file or dataset (its captions)"})
-    num: int = field(default=64, metadata={"help": "trajectories in the fixed batch"})
-    steps: int = 25
-    guidance: float = 1.0
-    seed: int = 0
+    """Settings of studio reflow straightness."""
+
+    model: str = option(help="pipeline directory (teacher or flow)", positional=True)
+    prompts: str = option("fashion-mnist", "prompt file or dataset (its captions)")
+    num: int = option(64, "trajectories in the fixed batch", ge=1)
+    steps: int = option(25, ge=1)
+    guidance: float = option(1.0, ge=0)
+    seed: int = option(0, ge=0)
     data_dir: str = ""
-    out: str = field(default="", metadata={"help": "also write the result JSON here"})
+    out: str = option("", "also write the result JSON here")

@@ -26,13 +26,14 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from studio import StudioError
+from studio.cli.schema import validate
 from studio.files import atomic_path, write_json
 from studio.models.backbone import load_pipeline
 from studio.data.prompts import prompts_from
-from studio.devices import process_state
+from studio.devices import process_state, resolve_device
 from studio.models.model_info import read_model_info
 from studio.diffusion.noise import image_noise
-from studio.diffusion.sampling import sample_latents
+from studio.diffusion.sampling import SOLVERS, is_stochastic, make_scheduler, sample_latents
 
 from distill.reflow.config import PairsConfig
 
@@ -50,10 +51,15 @@ def shards_of_rank(num: int, shard_size: int, rank: int, world: int) -> list[int
 
 
 def _check_manifest(out: Path, manifest: dict) -> None:
+    """Refuse a folder holding pairs made with other settings; a manifest with no shard yet (a run that
+    stopped before its first shard) is replaced, so a corrected retry is not refused."""
     path = out / MANIFEST
-    if not path.is_file():
+    if not path.is_file() or not any(out.glob("shard-*.safetensors")):
         return
-    old = json.loads(path.read_text())
+    try:
+        old = json.loads(path.read_text())
+    except ValueError:
+        raise StudioError(f"{path} is unreadable; move the folder away or use a new --out") from None
     diff = [k for k in _KEYS if old.get(k) != manifest.get(k)]
     if diff == ["num"] and manifest["num"] > old["num"]:
         return  # extending the set: pair k is the same pair for any num > k
@@ -63,8 +69,19 @@ def _check_manifest(out: Path, manifest: dict) -> None:
 
 
 def _finished(path: Path, rows: int) -> bool:
-    """Whether shard ``path`` exists with all its ``rows`` pairs (a set's partial last shard grows on extension)."""
-    return path.is_file() and len(_memmap(path)["seed"]) == rows
+    """Whether shard ``path`` exists, reads, and holds all its ``rows`` pairs; a truncated or corrupt
+    shard is made again (and a set's partial last shard grows on extension)."""
+    try:
+        return path.is_file() and len(_memmap(path)["seed"]) == rows
+    except (StudioError, ValueError, OSError):
+        return False
+
+
+def _check_solver(scheduler, solver: str) -> None:
+    if is_stochastic(scheduler):
+        what = f"--solver {solver}" if solver != "auto" else f"the teacher's own {type(scheduler).__name__}"
+        raise StudioError(f"{what} injects fresh noise at its steps, so the pairs would be neither a deterministic "
+                          "coupling nor reproducible; use an ODE solver (dpmsolver, ddim, euler, heun, pndm, unipc)")
 
 
 def _write_shard(path: Path, tensors: dict) -> None:
@@ -73,12 +90,11 @@ def _write_shard(path: Path, tensors: dict) -> None:
 
 
 def generate_pairs(cfg: PairsConfig) -> Path:
-    """Generate (or complete) the pairs directory ``cfg.out``; returns it."""
-    if not cfg.teacher:
-        raise StudioError("give the teacher pipeline: studio reflow pairs --teacher DIR_OR_HUB_ID")
-    for name in ("num", "steps", "shard_size", "batch_size"):
-        if getattr(cfg, name) < 1:
-            raise StudioError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
+    """Generate (or complete) the pairs directory ``cfg.out``; returns it. The teacher loads (and its
+    solver is checked) before the manifest is written, so a failed start leaves nothing to refuse."""
+    validate(cfg)
+    if cfg.solver != "auto":
+        _check_solver(SOLVERS[cfg.solver](), cfg.solver)
     state = process_state()
     out = Path(cfg.out)
     prompts = prompts_from(cfg.prompts, cfg.data_dir or None)
@@ -91,13 +107,17 @@ def generate_pairs(cfg: PairsConfig) -> Path:
     for k in ("out", "device", "data_dir", "batch_size", "dtype"):
         manifest.pop(k)
     _check_manifest(out, manifest)
-    state.wait_for_everyone()
-    if state.is_main_process:
-        write_json(out / MANIFEST, manifest)
     mine = [j for j in shards_of_rank(cfg.num, cfg.shard_size, state.process_index, state.num_processes)
             if not _finished(shard_path(out, j), min(cfg.num, (j + 1) * cfg.shard_size) - j * cfg.shard_size)]
     if mine:
-        pipe = load_pipeline(cfg.teacher, dtype=cfg.dtype, device=cfg.device or state.device)
+        pipe = load_pipeline(cfg.teacher, dtype=cfg.dtype,
+                             device=resolve_device(cfg.device) if cfg.device else state.device)
+        _check_solver(make_scheduler(pipe, cfg.solver), cfg.solver)
+    state.wait_for_everyone()
+    if state.is_main_process:
+        write_json(out / MANIFEST, manifest)
+    state.wait_for_everyone()
+    if mine:
         shape = (pipe.unet.config.in_channels, pipe.unet.config.sample_size, pipe.unet.config.sample_size)
         bar = tqdm(total=len(mine) * cfg.shard_size, desc=f"pairs (rank {state.process_index})", unit="pair")
         for j in mine:

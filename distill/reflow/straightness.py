@@ -24,6 +24,8 @@ import numpy as np
 import torch
 
 from studio import StudioError
+from studio.cli.schema import validate
+from studio.files import check_writable, write_json
 from studio.diffusion.adapter import Denoiser, flow_velocity, vp_flow_velocity
 from studio.models.backbone import load_pipeline
 from studio.data.prompts import prompts_from
@@ -91,8 +93,9 @@ def measure(pipe, prompts: list[str], num: int = 64, steps: int = 25, guidance: 
 
 
 def run_straightness(cfg: StraightnessConfig) -> dict:
-    if not cfg.model:
-        raise StudioError("give the model: studio reflow straightness PIPELINE_DIR")
+    validate(cfg)
+    if cfg.out:
+        check_writable(cfg.out)
     pipe = load_pipeline(cfg.model)
     s = measure(pipe, prompts_from(cfg.prompts, cfg.data_dir or None), cfg.num, cfg.steps, cfg.guidance, cfg.seed)
     kind = read_model_info(cfg.model)["kind"] if Path(cfg.model).is_dir() else "teacher"
@@ -100,6 +103,5 @@ def run_straightness(cfg: StraightnessConfig) -> dict:
               "guidance": cfg.guidance, "seed": cfg.seed}
     print(json.dumps(result))
     if cfg.out:
-        Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(cfg.out).write_text(json.dumps(result, indent=2))
+        write_json(cfg.out, result)
     return result

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from studio.cli.schema import option
 from studio.models.backbone import load_pipeline
 from studio.data import FASHION_MNIST_CLASSES, class_prompts
 from studio.images import make_grid, save_png
@@ -27,11 +28,11 @@ def _demo_teacher() -> TeacherConfig:
 
 @dataclass
 class DemoConfig:
-    teacher: TeacherConfig = field(default_factory=_demo_teacher, metadata={"flatten": True})
-    samples_out: str = field(default="runs/demo/samples", metadata={"help": "where the grids go"})
-    num_per_class: int = 16
-    sample_steps: int = 25
-    guidance: float = 5.0
+    """Settings of studio demo."""
+
+    teacher: TeacherConfig = option(factory=_demo_teacher, flatten=True)
+    samples_out: str = option("runs/demo/samples", "where the grids go")
+    num_per_class: int = option(16, ge=1)
     sample_seed: int = 0
 
 
@@ -49,9 +50,9 @@ def run_demo(cfg: DemoConfig) -> Path | None:
     out = Path(cfg.samples_out)
     rows = []
     for prompt in prompts:
-        images = generate(pipe, [prompt] * cfg.num_per_class, steps=cfg.sample_steps, guidance=cfg.guidance,
-                          seed=cfg.sample_seed)
-        meta = {"prompt": prompt, "steps": cfg.sample_steps, "guidance": cfg.guidance, "seed": cfg.sample_seed}
+        steps, guidance = cfg.teacher.sample_steps, cfg.teacher.sample_guidance  # the teacher's recommended
+        images = generate(pipe, [prompt] * cfg.num_per_class, steps=steps, guidance=guidance, seed=cfg.sample_seed)
+        meta = {"prompt": prompt, "steps": steps, "guidance": guidance, "seed": cfg.sample_seed}
         path = save_png(make_grid(images), out / f"{_slug(prompt)}.png", meta)
         print(f"wrote {path}")
         rows.append(images[:8])

@@ -8,7 +8,7 @@ import sys
 from importlib.metadata import entry_points
 
 from studio import StudioError
-from studio.cli.schema import add_config_arguments, config_from_args
+from studio.cli.schema import add_config_arguments, config_from_args, validate
 
 
 def _commands():
@@ -16,7 +16,6 @@ def _commands():
     from studio.cli.demo import DemoConfig, run_demo
     from studio.fid.run import FIDConfig, FIDStatsConfig, compute_fid, compute_stats
     from studio.cli.sample import SampleConfig, run_sample
-    from studio.teacher import TeacherConfig, train_teacher
 
     def fetch(_cfg):
         from studio.data.fetch import fetch_fashion_mnist
@@ -25,7 +24,6 @@ def _commands():
 
     builtin = {
         ("data", "fetch"): (None, fetch, "install or download the Fashion-MNIST IDX files"),
-        ("teacher", "train"): (TeacherConfig, train_teacher, "train the latent diffusion teacher (VAE, then UNet)"),
         ("sample",): (SampleConfig, run_sample, "sample a grid of images from a pipeline"),
         ("demo",): (DemoConfig, run_demo, "train the built-in teacher on a small CPU budget and sample each class"),
         ("fid",): (FIDConfig, compute_fid, "FID between two specs (folder, dataset split, pipeline, .npz)"),
@@ -70,7 +68,10 @@ def main(argv=None) -> int:
     ns = parser.parse_args(argv)
     cls, fn, _ = commands[ns._path]
     try:
-        result = fn(config_from_args(cls, ns) if cls is not None else None)
+        cfg = config_from_args(cls, ns) if cls is not None else None
+        if cfg is not None:
+            validate(cfg)  # the schema's ranges and choices, before any work
+        result = fn(cfg)
     except StudioError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

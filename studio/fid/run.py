@@ -6,54 +6,64 @@ import hashlib
 import json
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 from tqdm.auto import tqdm
 
 from studio import StudioError
+from studio.cli.schema import option, validate
+from studio.devices import resolve_device
+from studio.diffusion.sampling import Solver
 from studio.models.backbone import is_pipeline_dir
 from studio.data import FASHION_MNIST_CLASSES, class_prompts, read_prompt_file
-from studio.fid.extractor import RESIZES, FeatureExtractor
+from studio.fid.extractor import FeatureExtractor
 from studio.fid.frechet import frechet_distance
 from studio.fid.inception import cache_dir
 from studio.fid.sources import Source, open_source
 from studio.fid.stats import FeatureStats, load_stats, save_stats
-from studio.files import write_json
+from studio.files import check_writable, write_json
 
 BIAS_WARNING_N = 2048  # below the feature dimension the covariance is rank-deficient
 
 
 @dataclass
 class FIDOptions:
-    num: int = field(default=5000, metadata={"help": "images per side (0: all of a folder or split)"})
-    batch_size: int = field(default=0, metadata={"help": "0: automatic (64 on CPU, 256 on GPU)"})
-    resize: str = field(default="tf-bilinear", metadata={"help": f"one of {', '.join(RESIZES)}"})
-    inception_weights: str = field(default="", metadata={"help": "a .safetensors or .pth Inception state dict"})
+    """How FID reads and generates its images."""
+
+    num: int = option(5000, "images per side (0: all of a folder or split)", ge=0)
+    batch_size: int = option(0, "0: automatic (64 on CPU, 256 on GPU)", ge=0)
+    resize: Literal["tf-bilinear", "pil-bicubic"] = option("tf-bilinear", "tf-bilinear (torch-fidelity, TF-era "
+                                                                          "papers) or pil-bicubic (clean-fid)")
+    inception_weights: str = option("", "a .safetensors or .pth Inception state dict")
     data_dir: str = ""
-    prompts: str = field(default="", metadata={"help": "prompt file for a pipeline side (default: class prompts)"})
-    steps: int = field(default=0, metadata={"help": "pipeline side: sampling steps (0: the model's recommended)"})
-    guidance: float = field(default=-1.0, metadata={"help": "pipeline side: guidance (negative: the model's "
-                                                            "recommended)"})
+    prompts: str = option("", "prompt file for a pipeline side (default: class prompts)")
+    steps: int | None = option(None, "pipeline side: sampling steps (None: the model's recommended)", ge=1)
+    guidance: float | None = option(None, "pipeline side: guidance (None: the model's recommended)", ge=0)
     seed: int = 0
-    solver: str = "auto"
+    solver: Solver = "auto"
     device: str = "cpu"
-    cache: bool = field(default=True, metadata={"help": "cache statistics of datasets and folders"})
+    cache: bool = option(True, "cache statistics of datasets and folders")
 
 
 @dataclass
 class FIDConfig:
-    real: str = field(default="", metadata={"positional": True})
-    fake: str = field(default="", metadata={"positional": True})
-    out: str = field(default="", metadata={"help": "write the result JSON here"})
-    opts: FIDOptions = field(default_factory=FIDOptions, metadata={"flatten": True})
+    """Settings of studio fid."""
+
+    real: str = option(help="folder, dataset split, pipeline or .npz", positional=True)
+    fake: str = option(help="folder, dataset split, pipeline or .npz", positional=True)
+    out: str = option("", "write the result JSON here")
+    opts: FIDOptions = option(factory=FIDOptions, flatten=True)
 
 
 @dataclass
 class FIDStatsConfig:
-    spec: str = field(default="", metadata={"positional": True})
+    """Settings of studio fid-stats."""
+
+    spec: str = option(help="folder, dataset split or pipeline", positional=True)
     out: str = "ref.npz"
-    opts: FIDOptions = field(default_factory=FIDOptions, metadata={"flatten": True})
+    opts: FIDOptions = option(factory=FIDOptions, flatten=True)
 
 
 def _statistics(src: Source, ex: FeatureExtractor, opts: FIDOptions):
@@ -104,10 +114,11 @@ def _warn_small(n: int, spec: str) -> None:
 
 
 def compute_fid(cfg: FIDConfig) -> dict:
-    if not cfg.real or not cfg.fake:
-        raise StudioError("usage: studio fid REAL FAKE (folders, dataset splits, pipelines or .npz files)")
+    validate(cfg)
+    if cfg.out:
+        check_writable(cfg.out)  # now, not after the whole computation
     opts = cfg.opts
-    ex = FeatureExtractor(opts.inception_weights or None, opts.resize, opts.device)
+    ex = FeatureExtractor(opts.inception_weights or None, opts.resize, resolve_device(opts.device))
     t0 = time.perf_counter()
     real, fake = _open_pair([cfg.real, cfg.fake], opts)
     (mu1, s1, n1), (mu2, s2, n2) = _statistics(real, ex, opts), _statistics(fake, ex, opts)
@@ -125,10 +136,10 @@ def compute_fid(cfg: FIDConfig) -> dict:
 
 
 def compute_stats(cfg: FIDStatsConfig) -> Path:
-    if not cfg.spec:
-        raise StudioError("usage: studio fid-stats SPEC --out ref.npz")
+    validate(cfg)
+    check_writable(cfg.out)  # now, not after the whole computation
     opts = cfg.opts
-    ex = FeatureExtractor(opts.inception_weights or None, opts.resize, opts.device)
+    ex = FeatureExtractor(opts.inception_weights or None, opts.resize, resolve_device(opts.device))
     (src,) = _open_pair([cfg.spec], opts)
     if src.kind == "stats":
         raise StudioError(f"{cfg.spec} already is a statistics file")

@@ -93,7 +93,7 @@ def _pipeline(spec: str, num: int, prompts: list[str], gen: dict) -> Source:
     if not num:
         raise StudioError(f"give --num: how many images to generate from the pipeline {spec}")
     pipe = load_pipeline(spec, device=gen.get("device", "cpu"))
-    steps, guidance = sampling_settings(spec, gen.get("steps", 0), gen.get("guidance", -1.0))
+    steps, guidance = sampling_settings(spec, gen.get("steps"), gen.get("guidance"))
     gen = {**gen, "steps": steps, "guidance": guidance}
 
     def batches(size: int):

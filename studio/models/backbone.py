@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Literal
 
 import torch
 from diffusers import StableDiffusionPipeline
@@ -16,6 +17,7 @@ from diffusers import StableDiffusionPipeline
 from studio import StudioError
 from studio.files import temp_path
 
+Dtype = Literal["float32", "bfloat16", "float16"]  # a command's --dtype; parse_dtype also takes fp32/bf16/fp16
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16}
 

@@ -36,8 +36,8 @@ def read_model_info(pipe_dir) -> dict:
     return {"kind": "flow", "steps": 25, "guidance": 1.0} if flow else {"kind": "teacher", "steps": 25, "guidance": 5.0}
 
 
-def sampling_settings(source, steps: int = 0, guidance: float = -1.0) -> tuple[int, float]:
-    """(steps, guidance) to sample ``source`` with: the given values, or where they are 0 / negative,
-    the model's recommended ones (a hub id without studio info: SD's 25 steps, guidance 5)."""
+def sampling_settings(source, steps: int | None = None, guidance: float | None = None) -> tuple[int, float]:
+    """(steps, guidance) to sample ``source`` with: the given values, or where they are None, the model's
+    recommended ones (a hub id without studio info: SD's 25 steps, guidance 5)."""
     info = read_model_info(source) if Path(str(source)).is_dir() else {"steps": 25, "guidance": 5.0}
-    return (steps if steps > 0 else int(info["steps"])), (guidance if guidance >= 0 else float(info["guidance"]))
+    return (int(info["steps"]) if steps is None else steps), (float(info["guidance"]) if guidance is None else guidance)

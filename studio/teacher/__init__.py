@@ -1,6 +1,6 @@
-"""The first method: a text-to-image latent diffusion teacher trained with the SD objective."""
+"""The built-in text-to-image latent diffusion teacher, trained with the SD objective; a method like the others."""
 
+from studio.teacher.commands import train_teacher
 from studio.teacher.config import TeacherConfig
-from studio.teacher.run import train_teacher
 
 __all__ = ["TeacherConfig", "train_teacher"]

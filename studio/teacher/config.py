@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Literal
 
+from studio.cli.schema import option
 from studio.training.config import TrainerConfig
 
 
@@ -14,17 +16,20 @@ def _unet_defaults() -> TrainerConfig:
 
 @dataclass
 class TeacherConfig:
-    dataset: str = field(default="fashion-mnist", metadata={"help": "fashion-mnist[:split] or an image folder"})
-    data_dir: str = field(default="", metadata={"help": "folder with the Fashion-MNIST IDX files"})
-    preset: str = field(default="tiny", metadata={"help": "size preset of a new pipeline"})
-    init: str = field(default="", metadata={"help": "fine-tune this pipeline (directory or hub id) instead; "
-                                                    "skips the VAE stage"})
-    out: str = "runs/teacher"
-    limit: int = field(default=0, metadata={"help": "use only the first N images (0: all)"})
-    caption_dropout: float = 0.1
+    """Settings of studio teacher train."""
+
+    dataset: str = option("fashion-mnist", "fashion-mnist[:split] or an image folder")
+    data_dir: str = option("", "folder with the Fashion-MNIST IDX files (default: the studio's search path)")
+    preset: Literal["tiny"] = option("tiny", "size preset of a new pipeline")
+    init: str = option("", "fine-tune this pipeline (directory or hub id) instead; skips the VAE stage")
+    out: str = option("runs/teacher", "the run folder: pipeline, config.json, stages/")
+    limit: int = option(0, "use only the first N images (0: all)", ge=0)
+    caption_dropout: float = option(0.1, "share of captions replaced by '' (for guidance)", ge=0, lt=1)
     train_text_encoder: bool = True
-    vae_steps: int = field(default=500, metadata={"help": "stage 1 (VAE) optimizer steps"})
-    vae_lr: float = 1e-3
-    vae_batch_size: int = 32
-    kl_weight: float = 1e-6
-    train: TrainerConfig = field(default_factory=_unet_defaults, metadata={"flatten": True})
+    vae_steps: int = option(500, "stage 1 (VAE) optimizer steps", ge=1)
+    vae_lr: float = option(1e-3, gt=0)
+    vae_batch_size: int = option(32, ge=1)
+    kl_weight: float = option(1e-6, ge=0)
+    sample_steps: int = option(25, "recommended sampling steps, written to studio_model.json", ge=1)
+    sample_guidance: float = option(5.0, "recommended guidance, written to studio_model.json", ge=0)
+    train: TrainerConfig = option(factory=_unet_defaults, flatten=True)

@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from studio import StudioError
 
 PREFIX = "step-"
+_REMEDY = "delete it to resume from the one before, or pass --overwrite to start again"
 STATE_FILE = "trainer_state.json"
 EMA_FILE = "ema.safetensors"
 
@@ -51,7 +52,10 @@ def resolve_resume(out_dir, resume: str) -> Path | None:
 
 
 def read_state(ckpt: Path) -> dict:
-    return json.loads((ckpt / STATE_FILE).read_text())
+    try:
+        return json.loads((Path(ckpt) / STATE_FILE).read_text())
+    except (OSError, ValueError) as e:
+        raise StudioError(f"checkpoint {ckpt} is unreadable ({STATE_FILE}: {type(e).__name__}); {_REMEDY}") from None
 
 
 def save_checkpoint(accelerator, out_dir, step: int, ema=None, limit: int = 3, seconds: float = 0.0) -> Path:
@@ -81,10 +85,16 @@ def save_checkpoint(accelerator, out_dir, step: int, ema=None, limit: int = 3, s
 
 
 def load_checkpoint(accelerator, ckpt: Path, ema=None) -> int:
-    """Restore models, optimizer and scheduler (accelerate), then EMA; returns the step."""
-    accelerator.load_state(str(ckpt))
-    if ema is not None:
-        if not (ckpt / EMA_FILE).is_file():
-            raise StudioError(f"checkpoint {ckpt} has no {EMA_FILE} but this run uses EMA; pass --ema-decay 0")
-        ema.load_state_dict(load_file(str(ckpt / EMA_FILE)))
-    return int(read_state(ckpt)["step"])
+    """Restore models and optimizers (accelerate), then the EMA; returns the step. A checkpoint that
+    does not load (a corrupt or cut file, or one from other modules) is a one-line error."""
+    step = int(read_state(ckpt)["step"])
+    if ema is not None and not (ckpt / EMA_FILE).is_file():
+        raise StudioError(f"checkpoint {ckpt} has no {EMA_FILE} but this run uses EMA; pass --ema-decay 0")
+    try:
+        accelerator.load_state(str(ckpt))
+        if ema is not None:
+            ema.load_state_dict(load_file(str(ckpt / EMA_FILE)))
+    except Exception as e:  # noqa: BLE001 - safetensors, torch and accelerate raise many types for a bad file
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise StudioError(f"cannot resume from checkpoint {ckpt}: {first}; {_REMEDY}") from None
+    return step

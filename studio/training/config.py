@@ -3,45 +3,44 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
-from studio import StudioError
+from studio.cli.schema import option
 
 
 @dataclass
 class TrainerConfig:
-    steps: int = field(default=1000, metadata={"help": "optimizer steps"})
-    batch_size: int = field(default=64, metadata={"help": "samples per process per micro-batch"})
-    grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
-    lr: float = 1e-4
+    """The shared training loop's options (every training command has them)."""
+
+    steps: int = option(1000, "optimizer steps (may grow on --resume, to extend a run)", ge=1)
+    batch_size: int = option(64, "samples per process per micro-batch", ge=1)
+    grad_accum: int = option(1, "micro-batches per optimizer step", ge=1)
+    lr: float = option(1e-4, "learning rate (peak, after warm-up)", gt=0)
     lr_schedule: Literal["constant", "cosine", "linear"] = "constant"
-    warmup_steps: int = 0
+    warmup_steps: int = option(0, "linear LR warm-up steps", ge=0)
     optimizer: Literal["adamw", "radam"] = "adamw"
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    adam_eps: float = 1e-8
-    weight_decay: float = 0.0
-    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping; 0 disables"})
-    ema_decay: float = field(default=0.999, metadata={"help": "0 disables the EMA"})
-    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = field(
-        default="auto", metadata={"help": "auto: bf16 on a GPU that supports it, else fp32"})
-    checkpoint_every: int = 500
-    checkpoints_limit: int = field(default=3, metadata={"help": "keep this many newest checkpoints"})
-    log_every: int = 50
-    seed: int = 0
-    resume: str = field(default="", metadata={"help": "'latest' or a checkpoint directory"})
+    adam_beta1: float = option(0.9, ge=0, lt=1)
+    adam_beta2: float = option(0.999, ge=0, lt=1)
+    adam_eps: float = option(1e-8, gt=0)
+    weight_decay: float = option(0.0, ge=0)
+    max_grad_norm: float = option(1.0, "gradient clipping; 0 disables", ge=0)
+    ema_decay: float = option(0.999, "EMA of the weights; 0 disables", ge=0, lt=1)
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = option(
+        "auto", "auto: bf16 on a GPU that supports it, else fp32")
+    checkpoint_every: int = option(500, "steps between checkpoints", ge=1)
+    checkpoints_limit: int = option(3, "keep this many newest checkpoints (0: all)", ge=0)
+    log_every: int = option(50, "steps between log lines", ge=1)
+    seed: int = option(0, "seed of the data order and of every random draw")
+    resume: str = option("", "'latest' or a checkpoint directory: continue that run (its settings must match)")
+    overwrite: bool = option(False, "replace a run already in --out (deletes what a studio run wrote there)")
     tracker: Literal["tensorboard", "none"] = "tensorboard"
-    progress: bool = field(default=True, metadata={"help": "tqdm progress bar on the main process"})
+    progress: bool = option(True, "tqdm progress bar on the main process")
 
 
-def validate(cfg: TrainerConfig) -> None:
-    """One-line errors for settings the loop cannot run with."""
-    for name in ("steps", "batch_size", "grad_accum", "checkpoint_every", "log_every"):
-        if getattr(cfg, name) < 1:
-            raise StudioError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
-    if cfg.lr <= 0 or cfg.max_grad_norm < 0 or not 0 <= cfg.ema_decay < 1:
-        raise StudioError("--lr must be > 0, --max-grad-norm >= 0 and --ema-decay in [0, 1)")
+# may differ between a run and its resume: they change when and how a run reports, not what it learns
+RESUMABLE = ("steps", "checkpoint_every", "checkpoints_limit", "log_every", "resume", "overwrite", "tracker",
+             "progress")
 
 
 def lr_factor(cfg: TrainerConfig, step: int) -> float:

@@ -51,3 +51,34 @@ class EMA:
             raise KeyError(f"EMA state lacks {len(missing)} parameters, e.g. {sorted(missing)[0]}")
         for k in self.shadow:
             self.shadow[k].copy_(state[k])
+
+
+class GroupEMAs:
+    """One :class:`EMA` per optimizer group, updated when its group steps, saved as one state dict.
+
+    A one-group method's state keeps the plain keys of :meth:`EMA.state_dict` (so checkpoints of
+    earlier runs still load); several groups prefix theirs with ``<group>/``.
+    """
+
+    def __init__(self, emas: dict[str, EMA]):
+        self.emas = emas
+
+    def update(self, group: str, modules: dict[str, torch.nn.Module]) -> None:
+        if group in self.emas:
+            self.emas[group].update(modules)
+
+    def copy_to(self, modules: dict[str, torch.nn.Module]) -> None:
+        for ema in self.emas.values():
+            ema.copy_to(modules)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        if len(self.emas) == 1:
+            return next(iter(self.emas.values())).state_dict()
+        return {f"{g}/{k}": v for g, ema in self.emas.items() for k, v in ema.state_dict().items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if len(self.emas) == 1:
+            next(iter(self.emas.values())).load_state_dict(state)
+            return
+        for g, ema in self.emas.items():
+            ema.load_state_dict({k[len(g) + 1:]: v for k, v in state.items() if k.startswith(f"{g}/")})

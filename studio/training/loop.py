@@ -3,8 +3,14 @@
 Features: mixed precision, gradient accumulation over every trained module, clipping, EMA,
 LR warm-up and schedule, TensorBoard, tqdm on the main process, atomic checkpoints with a
 retention limit, exact resume (data order and randomness are functions of the step, see
-``studio.training.batches`` and ``studio.training.randomness``), a stop with a one-line error on a NaN/inf
-loss (nothing is saved after the last good checkpoint), and SIGTERM -> checkpoint + clean exit.
+``studio.training.batches`` and ``studio.training.randomness``), a stop with a one-line error on
+a NaN/inf loss (nothing is saved after the last good checkpoint), and SIGTERM -> checkpoint +
+clean exit. Methods with several networks get one optimizer (and EMA) per group, stepped in the
+order :meth:`Method.updates` gives (``studio.training.method``).
+
+Per-group keys. Group g of G at step s draws its micro-batch m from data-stream position
+(((s G + g) accum + m) world + rank) B and its randomness from the key (seed, s, m, group);
+with one group these are the one-network loop's positions and keys, unchanged.
 """
 
 from __future__ import annotations
@@ -20,13 +26,14 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from studio import StudioError
+from studio.cli.schema import validate
+from studio.devices import use_cpu
 from studio.training.batches import stream_indices
 from studio.training.checkpoints import list_checkpoints, load_checkpoint, read_state, resolve_resume, save_checkpoint
-from studio.devices import use_cpu
-from studio.training.ema import EMA
+from studio.training.config import TrainerConfig, lr_factor, resolve_mixed_precision
+from studio.training.ema import EMA, GroupEMAs
 from studio.training.method import Method
 from studio.training.randomness import StepRandom, stream_seed
-from studio.training.config import TrainerConfig, lr_factor, resolve_mixed_precision, validate
 
 
 class NonFiniteLoss(StudioError):
@@ -45,8 +52,8 @@ def _to_device(batch: dict, device) -> dict:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
-def _make_optimizer(cfg: TrainerConfig, params):
-    kw = dict(lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
+def _make_optimizer(cfg: TrainerConfig, params, lr: float):
+    kw = dict(lr=lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
     return torch.optim.RAdam(params, **kw) if cfg.optimizer == "radam" else torch.optim.AdamW(params, **kw)
 
 
@@ -70,6 +77,15 @@ class _SigtermFlag:
             signal.signal(signal.SIGTERM, self._old)
 
 
+def _check_groups(method: Method, raw: dict) -> dict:
+    groups = method.groups()
+    owned = [n for g in groups.values() for n in g.modules]
+    if sorted(owned) != sorted(raw) or len(set(owned)) != len(owned):
+        raise ValueError(f"{method.name}: every trained module must be in exactly one group; "
+                         f"modules {sorted(raw)}, groups {dict((k, g.modules) for k, g in groups.items())}")
+    return groups
+
+
 def train(method: Method, cfg: TrainerConfig, out_dir) -> TrainResult:
     out_dir = Path(out_dir)
     validate(cfg)
@@ -79,21 +95,29 @@ def train(method: Method, cfg: TrainerConfig, out_dir) -> TrainResult:
     device, world, rank = accelerator.device, accelerator.num_processes, accelerator.process_index
     method.setup(device)
     raw = method.trainable()
-    names = list(raw)
-    params = [p for m in raw.values() for p in m.parameters() if p.requires_grad]
-    optimizer = _make_optimizer(cfg, params)
+    groups = _check_groups(method, raw)
+    trainable = lambda mods, g: [p for n in groups[g].modules for p in mods[n].parameters() if p.requires_grad]  # noqa
+    optimizers = [_make_optimizer(cfg, trainable(raw, g), cfg.lr * groups[g].lr_scale) for g in groups]
     # The LR is set from the step each iteration (stateless, so resume is exact). Not a prepared
     # scheduler: accelerate steps those once per process, which would shift the schedule.
-    *wrapped, optimizer = accelerator.prepare(*raw.values(), optimizer)
-    modules = dict(zip(names, wrapped))
+    prepared = accelerator.prepare(*raw.values(), *optimizers)
+    modules = dict(zip(raw, prepared[:len(raw)]))
+    opts = dict(zip(groups, prepared[len(raw):]))
     plain = {n: accelerator.unwrap_model(m) for n, m in modules.items()}
-    params = [p for m in plain.values() for p in m.parameters() if p.requires_grad]
-    ema = EMA(plain, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    params = {g: trainable(plain, g) for g in groups}
+    every_param = [p for ps in params.values() for p in ps]
+    emas = GroupEMAs({g: EMA({n: plain[n] for n in groups[g].modules}, cfg.ema_decay) for g in groups
+                      if groups[g].ema and cfg.ema_decay > 0}) if cfg.ema_decay > 0 else None
+    emas = emas if emas is not None and emas.emas else None
 
     start, before = 0, 0.0
     ckpt = resolve_resume(out_dir, cfg.resume)
     if ckpt is not None:
-        start = load_checkpoint(accelerator, ckpt, ema)
+        reached = int(read_state(ckpt)["step"])
+        if reached > cfg.steps:
+            raise StudioError(f"checkpoint {ckpt} is at step {reached}, past --steps {cfg.steps}; pass --steps "
+                              f"{reached} or more to resume it (or --overwrite to start again)")
+        start = load_checkpoint(accelerator, ckpt, emas)
         before = float(read_state(ckpt).get("seconds", 0.0))
         if accelerator.is_main_process:
             print(f"resumed from {ckpt} at step {start}")
@@ -103,7 +127,8 @@ def train(method: Method, cfg: TrainerConfig, out_dir) -> TrainResult:
 
     data = method.dataset()
     n = len(data)
-    B, accum = cfg.batch_size, cfg.grad_accum
+    B, accum, G, multi = cfg.batch_size, cfg.grad_accum, len(groups), len(groups) > 1
+    index = {g: i for i, g in enumerate(groups)}
     for m in modules.values():
         m.train()
     bar = tqdm(total=cfg.steps, initial=start, desc=method.name, dynamic_ncols=True,
@@ -112,62 +137,74 @@ def train(method: Method, cfg: TrainerConfig, out_dir) -> TrainResult:
     with _SigtermFlag() as sigterm:
         while step < cfg.steps:
             method.on_step_start(step)
-            nonfinite = 0.0
-            for micro in range(accum):
-                pos = ((step * accum + micro) * world + rank) * B
-                batch = _to_device(data.batch(stream_indices(n, cfg.seed, pos, B)), device)
-                rand = StepRandom(cfg.seed, step, micro, rank, world, B, device)
-                torch.manual_seed(stream_seed(cfg.seed, "torch", step, micro, rank))  # dropout etc.
-                last = micro == accum - 1
-                with contextlib.ExitStack() as stack:
-                    if not last and world > 1:
-                        for m in modules.values():
-                            stack.enter_context(accelerator.no_sync(m))
-                    with accelerator.autocast():
-                        loss, logs = method.loss(modules, batch, rand)
-                    nonfinite += float(not torch.isfinite(loss.detach()).item())
-                    accelerator.backward(loss / accum)
-            flags = torch.tensor([nonfinite, float(sigterm.raised)], device=device)
-            if world > 1:
-                flags = accelerator.reduce(flags, reduction="sum")
-            if flags[0].item() > 0:
-                good = list_checkpoints(out_dir)
-                where = f"last good checkpoint {good[-1]}" if good else "no checkpoint was saved yet"
-                raise NonFiniteLoss(f"non-finite loss (nan or inf) at step {step + 1}; stopped without saving "
-                                    f"({where}); lower --lr or check the data")
-            if cfg.max_grad_norm > 0:
-                grad_norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
-                logs = {**logs, "grad_norm": float(grad_norm)}
             lr = cfg.lr * lr_factor(cfg, step)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            if ema is not None:
-                ema.update(plain)
+            logs, losses = {}, {}
+            todo = method.updates(step)
+            if not todo:
+                raise ValueError(f"{method.name}: updates({step}) names no group")
+            for g in todo:
+                keys = (g,) if multi else ()
+                for p in every_param:  # only this group's loss reaches its optimizer
+                    p.grad = None
+                nonfinite = 0.0
+                for micro in range(accum):
+                    pos = (((step * G + index[g]) * accum + micro) * world + rank) * B
+                    batch = _to_device(data.batch(stream_indices(n, cfg.seed, pos, B)), device)
+                    rand = StepRandom(cfg.seed, step, micro, rank, world, B, device, *keys)
+                    torch.manual_seed(stream_seed(cfg.seed, "torch", step, micro, rank, *keys))  # dropout etc.
+                    last = micro == accum - 1
+                    with contextlib.ExitStack() as stack:
+                        if not last and world > 1:
+                            for m in modules.values():
+                                stack.enter_context(accelerator.no_sync(m))
+                        with accelerator.autocast():
+                            loss, glogs = method.group_loss(g, modules, batch, rand)
+                        nonfinite += float(not torch.isfinite(loss.detach()).item())
+                        accelerator.backward(loss / accum)
+                flags = torch.tensor([nonfinite, float(sigterm.raised)], device=device)
+                if world > 1:
+                    flags = accelerator.reduce(flags, reduction="sum")
+                if flags[0].item() > 0:
+                    good = list_checkpoints(out_dir)
+                    where = f"last good checkpoint {good[-1]}" if good else "no checkpoint was saved yet"
+                    what = f"{g} loss" if multi else "loss"
+                    raise NonFiniteLoss(f"non-finite {what} (nan or inf) at step {step + 1}; stopped without saving "
+                                        f"({where}); lower --lr or check the data")
+                if cfg.max_grad_norm > 0:
+                    glogs = {**glogs, "grad_norm": float(accelerator.clip_grad_norm_(params[g], cfg.max_grad_norm))}
+                for group in opts[g].param_groups:
+                    group["lr"] = lr * groups[g].lr_scale
+                opts[g].step()
+                opts[g].zero_grad(set_to_none=True)
+                if emas is not None:
+                    emas.update(g, plain)
+                losses[g] = float(loss.detach())
+                logs.update({f"{g}/{k}": v for k, v in glogs.items()} if multi else glogs)
             method.on_step_end(step, logs)
             step += 1
             bar.update(1)
             if step % cfg.log_every == 0 or step == cfg.steps:
-                logs = {"loss": float(loss.detach()), "lr": lr, **logs}
-                bar.set_postfix(loss=f"{logs['loss']:.4f}")
+                shown = {f"loss_{g}": v for g, v in losses.items()} if multi else {"loss": losses[todo[-1]]}
+                logs = {**shown, "lr": lr, **logs}
+                bar.set_postfix({k: f"{v:.4f}" for k, v in shown.items()})
                 if bar.disable and accelerator.is_main_process:
-                    print(f"{method.name} step {step}/{cfg.steps} loss {logs['loss']:.4f}", flush=True)
+                    print(f"{method.name} step {step}/{cfg.steps} " + " ".join(f"{k} {v:.4f}" for k, v in shown.items()),
+                          flush=True)
                 if cfg.tracker == "tensorboard":
                     accelerator.log(logs, step=step)
             if flags[1].item() > 0:
                 interrupted = True
-                path = save_checkpoint(accelerator, out_dir, step, ema, cfg.checkpoints_limit,
+                path = save_checkpoint(accelerator, out_dir, step, emas, cfg.checkpoints_limit,
                                        before + time.perf_counter() - t0)
                 if accelerator.is_main_process:
                     print(f"SIGTERM: saved {path}; continue with --resume latest")
                 break
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                save_checkpoint(accelerator, out_dir, step, ema, cfg.checkpoints_limit,
+                save_checkpoint(accelerator, out_dir, step, emas, cfg.checkpoints_limit,
                                 before + time.perf_counter() - t0)
     bar.close()
     for tracker in accelerator.trackers:  # not end_training(): that also destroys the process group
         tracker.finish()
-    if ema is not None and not interrupted:
-        ema.copy_to(plain)
+    if emas is not None and not interrupted:
+        emas.copy_to(plain)
     return TrainResult(step, interrupted, plain, round(before + time.perf_counter() - t0, 3))

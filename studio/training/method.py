@@ -1,13 +1,35 @@
-"""What a method plugs into the shared loop: modules to train, data, a loss, hooks.
+"""The method contract: what a method gives the shared loop and the driver.
 
-Methods never copy the loop (``studio.training.loop.train``); they subclass :class:`Method`.
+For the loop (``studio.training.loop.train``): the modules to train, a dataset, a loss and
+optional hooks. For the driver (``studio.training.driver.run``): an export that writes the
+artefact, and the model info recorded beside it. Methods never copy the loop or the driver.
+
+Several networks. A method that trains more than one network with their own optimizers (a
+generator and a critic, say) names its optimizer groups in :meth:`Method.groups` and says in
+:meth:`Method.updates` which groups step at a given step, in order: for example "critic" K times
+per "generator" update is ``["critic"]`` on K of every K + 1 steps and ``["generator"]`` on the
+last. The loop then runs, for each listed group: the group's micro-batches (accumulation), its
+loss :meth:`Method.group_loss`, clipping of the group's parameters, its optimizer step and its
+EMA. Every group's optimizer and EMA are checkpointed and resumed exactly.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import torch
 
 from studio.training.randomness import StepRandom
+
+
+@dataclass(frozen=True)
+class Group:
+    """One optimizer over some of the method's trained modules."""
+
+    modules: tuple[str, ...]
+    lr_scale: float = 1.0  # this group's learning rate is --lr * lr_scale (and the schedule)
+    ema: bool = True  # keep an EMA of these modules (when --ema-decay > 0)
 
 
 class Method:
@@ -15,9 +37,18 @@ class Method:
 
     name = "method"
 
+    # -- the training contract --------------------------------------------------------------------
     def trainable(self) -> dict[str, torch.nn.Module]:
-        """Modules whose parameters the optimizer updates (and the EMA tracks)."""
+        """Modules whose parameters the optimizers update (and the EMA tracks)."""
         raise NotImplementedError
+
+    def groups(self) -> dict[str, Group]:
+        """Optimizer groups; by default one, ``main``, over every trained module."""
+        return {"main": Group(tuple(self.trainable()))}
+
+    def updates(self, step: int) -> list[str]:
+        """The groups that step at optimizer step ``step`` (0-based), in order; by default all."""
+        return list(self.groups())
 
     def dataset(self):
         """An object with ``__len__`` and ``batch(indices) -> dict``."""
@@ -30,8 +61,22 @@ class Method:
         """Return ``(loss, logs)``: a scalar tensor and a dict of floats for the tracker."""
         raise NotImplementedError
 
+    def group_loss(self, group: str, modules: dict[str, torch.nn.Module], batch: dict, rand: StepRandom):
+        """The loss of one group's update; a one-group method only implements :meth:`loss`."""
+        return self.loss(modules, batch, rand)
+
     def on_step_start(self, step: int) -> None:
         """Called before the micro-batches of optimizer step ``step`` (0-based); e.g. for curricula."""
 
     def on_step_end(self, step: int, logs: dict) -> None:
-        """Called after the optimizer (and EMA) update of step ``step`` (0-based)."""
+        """Called after the optimizer (and EMA) updates of step ``step`` (0-based)."""
+
+    # -- the artefact contract (used by the driver, on the main process) ------------------------
+    def export(self, result, out: Path) -> None:
+        """Write the artefact into ``out``: ``result`` is the loop's ``TrainResult`` (``modules`` with the
+        EMA weights where kept, ``step``, ``seconds``); a stage without training gets step 0."""
+
+    def model_info(self) -> dict | None:
+        """What ``studio_model.json`` records: ``kind``, recommended ``steps`` and ``guidance`` (from the
+        config) and any extra facts; None for an artefact that is not a pipeline."""
+        return None

@@ -22,11 +22,12 @@ class StepRandom:
     """Random draws for this process's rows of one global micro-batch."""
 
     def __init__(self, seed: int, step: int, micro: int, rank: int, world: int, local_batch: int,
-                 device: torch.device | str = "cpu"):
+                 device: torch.device | str = "cpu", *keys):
+        """``keys``: more of the stream's key (the loop adds the optimizer group of a several-network method)."""
         self.rows = slice(rank * local_batch, (rank + 1) * local_batch)
         self.global_batch = world * local_batch
         self.device = torch.device(device)
-        self.generator = torch.Generator(self.device).manual_seed(stream_seed(seed, "batch", step, micro))
+        self.generator = torch.Generator(self.device).manual_seed(stream_seed(seed, "batch", step, micro, *keys))
 
     def randn(self, *shape, dtype=torch.float32) -> torch.Tensor:
         """Standard normal, shape (local_batch, *shape)."""

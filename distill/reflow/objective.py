@@ -23,7 +23,8 @@ from __future__ import annotations
 import torch
 
 from studio.diffusion.adapter import Denoiser, flow_velocity
-from studio.diffusion.flow import interpolate, time_grid, unet_timestep
+from studio.diffusion.flow import flow_scheduler, interpolate, time_grid, unet_timestep
+from studio.models.backbone import save_pipeline
 from studio.training.method import Method
 from studio.diffusion.prompting import encode_prompts
 
@@ -31,10 +32,11 @@ from distill.reflow.losses import l2
 
 
 class _PairsObjective(Method):
-    """Shared parts: a frozen text encoder, prompts by id, the UNet as the one trained module."""
+    """Shared parts: a frozen text encoder, prompts by id, the UNet as the one trained module, and the
+    export: the pipeline with the trained UNet and the flow scheduler (``studio.diffusion.flow``)."""
 
-    def __init__(self, pipe, pairs):
-        self.pipe, self.pairs = pipe, pairs
+    def __init__(self, pipe, pairs, info: dict | None = None):
+        self.pipe, self.pairs, self.info = pipe, pairs, info
         self.prompts = pairs.prompts
         pipe.vae.requires_grad_(False)
         pipe.text_encoder.requires_grad_(False)
@@ -53,12 +55,20 @@ class _PairsObjective(Method):
         with torch.no_grad():
             return encode_prompts(self.pipe.tokenizer, self.pipe.text_encoder, prompts, device)
 
+    def export(self, result, out):
+        self.pipe.unet = result.modules["unet"]
+        self.pipe.scheduler = flow_scheduler()
+        save_pipeline(self.pipe.to("cpu"), out)
+
+    def model_info(self):
+        return self.info
+
 
 class ReflowObjective(_PairsObjective):
     name = "2-rectified-flow"
 
-    def __init__(self, pipe, pairs, caption_dropout: float = 0.1):
-        super().__init__(pipe, pairs)
+    def __init__(self, pipe, pairs, caption_dropout: float = 0.1, info: dict | None = None):
+        super().__init__(pipe, pairs, info)
         self.caption_dropout = caption_dropout
 
     def loss(self, modules, batch, rand):
@@ -75,8 +85,8 @@ class ReflowObjective(_PairsObjective):
 class DistillObjective(_PairsObjective):
     name = "one-step-distillation"
 
-    def __init__(self, pipe, pairs, distance=l2):
-        super().__init__(pipe, pairs)
+    def __init__(self, pipe, pairs, distance=l2, info: dict | None = None):
+        super().__init__(pipe, pairs, info)
         self.distance = distance
         t, timesteps = time_grid(1)
         self.dt, self.timestep = float(t[1] - t[0]), int(timesteps[0])

@@ -1,0 +1,135 @@
+"""The teacher's two objectives: stage 1 the autoencoder, stage 2 the text-conditional UNet.
+
+Stage 1, ``AutoencoderKL`` of latent diffusion. Loss: L1 reconstruction + beta KL(q(z|x) || N(0, I))
+with beta = 1e-6 relative to the per-pixel sums, as in SD's "KL-f8" autoencoder (Rombach et al.
+2022, appendix G); here both terms are divided by the pixel count, which keeps SD's ratio. The
+export sets the latent ``scaling_factor`` to 1 / std of posterior samples, as SD's 0.18215 was
+chosen. Deviation: SD adds an LPIPS perceptual term and a patch-GAN; LPIPS weights cannot be
+obtained offline and the GAN costs more than a CPU budget allows.
+
+Stage 2, the UNet (and, by default, the text encoder) on VAE latents with SD's epsilon-prediction
+L_simple (``studio.diffusion.objective``). Captions are replaced by "" with probability
+``caption_dropout`` (0.1) so the model also learns the unconditional score that classifier-free
+guidance needs (Ho & Salimans 2022, sec. 3.2). Latents are posterior samples times the VAE's
+``scaling_factor``, as in SD. Deviation: SD keeps a pretrained CLIP text encoder frozen; the
+built-in presets have no pretrained CLIP, so the text encoder trains jointly unless
+``train_text_encoder`` is off. The export is a plain ``StableDiffusionPipeline``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from studio.diffusion.adapter import Denoiser
+from studio.diffusion.objective import diffusion_loss, noise_schedule
+from studio.diffusion.prompting import tokenize
+from studio.models.backbone import save_pipeline
+from studio.training.method import Method
+
+
+class VAEObjective(torch.nn.Module):
+    """encode -> reparameterised sample -> decode in one ``forward``, so DDP sees every use."""
+
+    def __init__(self, vae):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, x, noise):
+        dist = self.vae.encode(x).latent_dist
+        recon = self.vae.decode(dist.mean + dist.std * noise).sample
+        return recon, dist.kl()
+
+
+class VAEStage(Method):
+    name = "vae"
+
+    def __init__(self, vae, data, kl_weight: float = 1e-6):
+        self.objective, self.data, self.kl_weight = VAEObjective(vae), data, kl_weight
+
+    def trainable(self):
+        return {"vae": self.objective}
+
+    def dataset(self):
+        return self.data
+
+    def loss(self, modules, batch, rand):
+        x = batch["pixels"]
+        f = self.objective.vae.config
+        down = 2 ** (len(f.block_out_channels) - 1)
+        noise = rand.randn(f.latent_channels, x.shape[-2] // down, x.shape[-1] // down).to(x.dtype)
+        recon, kl = modules["vae"](x, noise)
+        rec = (recon.float() - x.float()).abs().mean()
+        kl = kl.float().mean() / x[0].numel()
+        return rec + self.kl_weight * kl, {"rec_l1": float(rec.detach()), "kl": float(kl.detach())}
+
+    def export(self, result, out):
+        vae = result.modules["vae"].vae.eval()
+        pixels = self.data.pixels(slice(0, 512)).to(vae.device)
+        vae.register_to_config(scaling_factor=latent_scaling_factor(vae, pixels))
+        vae.save_pretrained(str(out), safe_serialization=True)
+
+
+@torch.no_grad()
+def latent_scaling_factor(vae, pixels: torch.Tensor) -> float:
+    """1 / std of posterior samples, as SD's 0.18215 was chosen (Rombach et al. 2022, appendix G)."""
+    gen = torch.Generator(pixels.device).manual_seed(0)
+    dist = vae.encode(pixels).latent_dist
+    z = dist.mean + dist.std * torch.randn(dist.mean.shape, generator=gen, device=pixels.device)
+    return float(1.0 / z.float().std())
+
+
+class UNetStage(Method):
+    name = "unet"
+
+    def __init__(self, pipe, data, caption_dropout: float = 0.1, train_text_encoder: bool = True,
+                 info: dict | None = None):
+        self.pipe, self.data = pipe, data
+        self.caption_dropout = caption_dropout
+        self.train_text_encoder = train_text_encoder
+        self.info = info
+        self.schedule = noise_schedule(pipe.scheduler.config)
+        self.prediction_type = pipe.scheduler.config.get("prediction_type", "epsilon")
+        pipe.vae.requires_grad_(False)
+        pipe.text_encoder.requires_grad_(train_text_encoder)
+
+    def trainable(self):
+        mods = {"unet": self.pipe.unet}
+        if self.train_text_encoder:
+            mods["text_encoder"] = self.pipe.text_encoder
+        return mods
+
+    def dataset(self):
+        return self.data
+
+    def setup(self, device):
+        self.pipe.vae.to(device).eval()
+        if not self.train_text_encoder:
+            self.pipe.text_encoder.to(device).eval()
+
+    def loss(self, modules, batch, rand):
+        x = batch["pixels"]
+        vae = self.pipe.vae
+        with torch.no_grad():
+            dist = vae.encode(x).latent_dist
+            z = dist.mean + dist.std * rand.randn(*dist.mean.shape[1:]).to(x.dtype)
+            latents = z * vae.config.scaling_factor
+        drop = (rand.rand() < self.caption_dropout).tolist()
+        captions = ["" if d else c for d, c in zip(drop, batch["caption"])]
+        ids = tokenize(self.pipe.tokenizer, captions).input_ids.to(x.device)
+        text_encoder = modules.get("text_encoder", self.pipe.text_encoder)
+        with torch.set_grad_enabled(self.train_text_encoder):
+            cond = text_encoder(ids)[0]
+        denoiser = Denoiser(modules["unet"], self.prediction_type)
+        loss = diffusion_loss(lambda x_t, t: denoiser(x_t, t, cond), latents, self.schedule, rand,
+                              self.prediction_type)
+        return loss, {}
+
+    def export(self, result, out):
+        modules = result.modules
+        self.pipe.unet = modules["unet"]
+        if "text_encoder" in modules:
+            self.pipe.text_encoder = modules["text_encoder"]
+        save_pipeline(self.pipe.to("cpu"), out)
+
+    def model_info(self):
+        return self.info
