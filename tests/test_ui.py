@@ -7,6 +7,7 @@ import socket
 from pathlib import Path
 
 import pytest
+from gradio_client.exceptions import AppError
 from PIL import Image
 
 from studio import StudioError
@@ -91,10 +92,13 @@ def test_generate_endpoint_returns_pngs_with_parameters(served):
 
 def test_out_of_range_input_is_explained(served):
     client, _ = served
-    with pytest.raises(Exception, match="maximum value 16"):  # Gradio's own bound check, in plain words
+    with pytest.raises(AppError, match="maximum value 16"):  # Gradio's own bound check, in plain words
         client.predict("a bag", 0, 2, 1.0, 40, "distilled/student", "teacher", api_name="/generate")
-    with pytest.raises(Exception, match="prompt is empty"):
+    with pytest.raises(AppError, match="prompt is empty"):
         client.predict("  ", 0, 2, 1.0, 1, "distilled/student", "teacher", api_name="/generate")
+    with pytest.raises(AppError, match="number of images must be a whole number from 1 to 16; you entered 2.5"):
+        client.predict("a bag", 0, 2, 1.0, 2.5, "distilled/student", "teacher", api_name="/generate")
+    assert client.predict("a bag", 0, 2, 1.0, 1, "distilled/student", "teacher", api_name="/generate")[4] == 0
 
 
 def test_sixteen_concurrent_generate_calls_all_succeed(served):
@@ -111,8 +115,9 @@ def test_model_picker_cannot_leave_the_models_folder(served):
     info = client.predict("teacher", api_name="/model_info")
     assert info["kind"] == "teacher"
     for bad in ["../../etc", "/etc/passwd", "teacher/../../x"]:
-        with pytest.raises(Exception):
+        with pytest.raises(AppError, match=f"Value: {bad} is not in the list of choices"):
             client.predict(bad, api_name="/model_info")
+        assert client.predict("teacher", api_name="/model_info")["kind"] == "teacher"  # the server still answers
 
 
 def test_fid_endpoint_appends_to_the_history(served, models_dir):
@@ -122,8 +127,27 @@ def test_fid_endpoint_appends_to_the_history(served, models_dir):
     history = json.loads((models_dir / "fid_history.json").read_text())
     assert history[-1]["model"] == "distilled/student" and history[-1]["steps"] == 1 and history[-1]["fid"] > 0
     assert table["data"][-1][1] == "distilled/student"
-    with pytest.raises(Exception):
+    with pytest.raises(AppError, match="folder:../../etc is not in the list of choices"):
         client.predict("distilled/student", "folder:../../etc", 100, 0, api_name="/fid")
+    assert client.predict("teacher", api_name="/model_info")["kind"] == "teacher"
+
+
+def test_uploads_over_the_limit_are_refused(served):
+    import httpx
+
+    _, port = served
+    big = httpx.post(f"http://127.0.0.1:{port}/gradio_api/upload", files={"files": ("big.bin", b"0" * 2_000_000)})
+    assert big.status_code == 413 and "maximum allowed size of 1048576 bytes" in big.text
+
+
+def test_the_apps_temporary_folder_is_removed_when_it_closes(models_dir, fake_fmnist):
+    from ui.app import UIConfig, launch
+
+    app = launch(UIConfig(models=str(models_dir), port=_free_port(), data_dir=str(fake_fmnist)), block=False)
+    folder = app.studio_out_dir
+    assert folder.is_dir() and folder.name.startswith("studio-ui-")
+    app.close()
+    assert not folder.exists()
 
 
 def test_real_browser_types_a_prompt_and_gets_an_image(served):

@@ -51,6 +51,17 @@ def resolve_resume(out_dir, resume: str) -> Path | None:
     return path
 
 
+def resume_point(out_dir, resume: str, steps: int) -> Path | None:
+    """The checkpoint ``--resume`` names (see :func:`resolve_resume`), refused if it is past ``steps``."""
+    ckpt = resolve_resume(out_dir, resume)
+    if ckpt is not None:
+        reached = int(read_state(ckpt)["step"])
+        if reached > steps:
+            raise StudioError(f"checkpoint {ckpt} is at step {reached}, past --steps {steps}; pass --steps "
+                              f"{reached} or more to resume it (or --overwrite to start again)")
+    return ckpt
+
+
 def read_state(ckpt: Path) -> dict:
     try:
         return json.loads((Path(ckpt) / STATE_FILE).read_text())

@@ -23,6 +23,7 @@ from studio.devices import process_state
 from studio.files import write_json
 from studio.models.model_info import write_model_info
 from studio.training import run_folder
+from studio.training.checkpoints import resume_point
 from studio.training.config import TrainerConfig
 from studio.training.loop import TrainResult, train
 from studio.training.method import Method
@@ -52,6 +53,9 @@ def run(config, stages: list[Stage], outputs: tuple[str, ...] = ()) -> Path | No
     run_folder.check(out, config, folders, outputs, tcfg.resume, tcfg.overwrite, stages[-1].train is not None)
     state = process_state()
     pending = [s for s in stages if tcfg.overwrite or not (s.done and (out / s.done).exists())]
+    for stage in pending:  # a checkpoint past --steps is refused before anything is written
+        if stage.train is not None and not tcfg.overwrite:
+            resume_point(out / stage.folder, stage.train.resume, stage.train.steps)
     method = pending[0].build()  # the last stage has no done file, so pending is never empty
     state.wait_for_everyone()  # every process has read the folder before it changes
     if state.is_main_process:

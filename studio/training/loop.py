@@ -29,7 +29,7 @@ from studio import StudioError
 from studio.cli.schema import validate
 from studio.devices import use_cpu
 from studio.training.batches import stream_indices
-from studio.training.checkpoints import list_checkpoints, load_checkpoint, read_state, resolve_resume, save_checkpoint
+from studio.training.checkpoints import list_checkpoints, load_checkpoint, read_state, resume_point, save_checkpoint
 from studio.training.config import TrainerConfig, lr_factor, resolve_mixed_precision
 from studio.training.ema import EMA, GroupEMAs
 from studio.training.method import Method
@@ -111,12 +111,8 @@ def train(method: Method, cfg: TrainerConfig, out_dir) -> TrainResult:
     emas = emas if emas is not None and emas.emas else None
 
     start, before = 0, 0.0
-    ckpt = resolve_resume(out_dir, cfg.resume)
+    ckpt = resume_point(out_dir, cfg.resume, cfg.steps)
     if ckpt is not None:
-        reached = int(read_state(ckpt)["step"])
-        if reached > cfg.steps:
-            raise StudioError(f"checkpoint {ckpt} is at step {reached}, past --steps {cfg.steps}; pass --steps "
-                              f"{reached} or more to resume it (or --overwrite to start again)")
         start = load_checkpoint(accelerator, ckpt, emas)
         before = float(read_state(ckpt).get("seconds", 0.0))
         if accelerator.is_main_process:
