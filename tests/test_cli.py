@@ -70,3 +70,66 @@ def test_teacher_writes_resolved_config_and_rejects_bad_steps(fake_fmnist, tmp_p
     assert rc == 0 and (out / "model_index.json").is_file()
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["vae_steps"] == 1 and cfg["train"]["steps"] == 1 and cfg["train"]["lr"] == TeacherConfig().train.lr
+
+
+def test_required_options_are_required(capsys):
+    from distill.reflow.config import PairsConfig
+
+    with pytest.raises(SystemExit):
+        main(["reflow", "pairs", "--num", "4"])
+    assert "the following arguments are required: --teacher" in capsys.readouterr().err
+    with pytest.raises(TypeError):
+        PairsConfig()  # the Python API has no empty-string default either
+
+
+def test_the_schema_checks_ranges_and_choices_for_the_python_api_too():
+    from dataclasses import dataclass, field
+
+    from studio import StudioError
+    from studio.cli.schema import validate
+    from distill.reflow.config import PairsConfig
+
+    with pytest.raises(StudioError, match="^--lr must be greater than 0, got 0.0$"):
+        validate(TrainerConfig(lr=0.0))
+    with pytest.raises(StudioError, match="^--ema-decay must be less than 1, got 1.0$"):
+        validate(TeacherConfig(train=TrainerConfig(ema_decay=1.0)))
+    with pytest.raises(StudioError, match="--solver must be one of auto, dpmsolver"):
+        validate(PairsConfig(teacher="t", solver="sideways"))
+
+    @dataclass
+    class Two:
+        a: TrainerConfig = field(default_factory=TrainerConfig)
+
+    with pytest.raises(StudioError, match="^--a-batch-size must be at least 1, got 0$"):  # nested: its own prefix
+        validate(Two(a=TrainerConfig(batch_size=0)))
+    validate(TeacherConfig())  # the defaults are valid
+
+
+def test_optional_options_default_to_none_and_take_a_value():
+    from studio.cli.sample import SampleConfig
+
+    assert parse(SampleConfig, ["pipe"]).steps is None and parse(SampleConfig, ["pipe"]).guidance is None
+    cfg = parse(SampleConfig, ["pipe", "--steps", "3", "--guidance", "2.5"])
+    assert (cfg.pipeline, cfg.steps, cfg.guidance) == ("pipe", 3, 2.5)
+
+
+def test_the_training_loop_options_form_their_own_help_group(capsys):
+    with pytest.raises(SystemExit):
+        main(["reflow", "train", "--help"])
+    out = capsys.readouterr().out
+    out = out[out.index("options:"):]  # the option list, not the usage line
+    group = out.index("Options of the shared training loop, the same for every training command (TrainerConfig):")
+    assert out.index("--caption-dropout") < group < out.index("--batch-size") and group < out.index("--overwrite")
+
+
+def test_resume_differences_name_the_options_and_skip_the_resumable_ones():
+    from dataclasses import asdict, replace
+
+    from studio.training.run_folder import differences
+
+    saved = json.loads(json.dumps(asdict(TeacherConfig())))
+    now = replace(TeacherConfig(), vae_steps=7, train=replace(TeacherConfig().train, lr=0.5, steps=99, log_every=3,
+                                                              resume="latest"))
+    assert differences(saved, now) == ["--vae-steps 500 -> 7", "--lr 0.001 -> 0.5"]
+    del saved["sample_guidance"]  # an older run that did not record a newer option: taken at its default
+    assert differences(saved, TeacherConfig()) == []

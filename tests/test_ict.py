@@ -119,7 +119,12 @@ def test_ict_train_cli_exports_a_loadable_pipeline(fake_fmnist, tmp_path):
     assert pipe.unet.config.num_class_embeds == 10
     grid = tmp_path / "g.png"
     assert main(["ict", "sample", str(out), "--steps", "2", "--num", "4", "--out", str(grid)]) == 0
-    assert grid.is_file()
+    from PIL import Image
+
+    from studio.images import make_grid, to_unit_hwc
+
+    images = sample(pipe.unet, 4, seed=0, sigmas=[80.0, 0.821], class_labels=[0, 1, 2, 3])  # image k: class k mod 10
+    assert np.array_equal(np.asarray(Image.open(grid)), np.asarray(make_grid(to_unit_hwc(images), nrow=10)))
     assert main(["ict", "train", "--data-dir", str(fake_fmnist), "--out", str(tmp_path / "x"), "--steps", "1",
                  "--mixed-precision", "fp16"]) == 2
 

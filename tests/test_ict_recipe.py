@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -43,11 +44,15 @@ def test_karras_sigmas_ascend_from_sigma_min_to_sigma_max():
                                                                    dtype=torch.float64))
 
 
-def test_lognormal_weights_positive_and_normalised():
+def test_lognormal_weights_equal_scipys_lognormal_mass_per_interval():
+    """p(sigma_i) is the lognormal(P_mean, P_std) probability of [sigma_i, sigma_{i+1}), renormalised over
+    the grid's span: checked against scipy's lognormal CDF."""
+    from scipy.stats import lognorm
+
     for n in (11, 161, 1281):
-        w = lognormal_weights(karras_sigmas(n))
-        assert w.shape == (n - 1,) and torch.all(w > 0)
-        assert w.sum().item() == pytest.approx(1.0, abs=1e-12)
+        s = karras_sigmas(n).numpy()
+        mass = np.diff(lognorm.cdf(s, 2.0, scale=np.exp(-1.1)))
+        np.testing.assert_allclose(lognormal_weights(karras_sigmas(n)).numpy(), mass / mass.sum(), rtol=1e-9)
     w = lognormal_weights(karras_sigmas(1281))
     peak = karras_sigmas(1281)[w.argmax()]
     assert 0.1 < peak.item() < 1.0  # the most probable bin lies near the median exp(P_mean) = 0.33

@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -245,15 +246,69 @@ def test_straightness_is_zero_for_straight_and_positive_for_curved_paths():
     assert straightness(z0, z1, t, vs) == pytest.approx(1.0)
 
 
-def test_straightness_command_on_teacher_and_flow(rf_and_student, tiny_pipeline_dir, prompt_file, tmp_path):
+class FieldUNet(torch.nn.Module):
+    """A stand-in UNet whose output is a given function of (x, timestep), with the attributes measure() reads."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn, self.anchor = fn, torch.nn.Parameter(torch.zeros(()))
+        self.config = SimpleNamespace(in_channels=4, sample_size=16)
+        self.device, self.dtype = torch.device("cpu"), torch.float32
+
+    def forward(self, x, t, encoder_hidden_states=None):
+        return SimpleNamespace(sample=self.fn(x, t.to(torch.float64)).to(x.dtype))
+
+
+def _with_unet(pipe, unet, scheduler=None):
+    return SimpleNamespace(unet=unet, tokenizer=pipe.tokenizer, text_encoder=pipe.text_encoder,
+                           scheduler=scheduler or pipe.scheduler)
+
+
+def test_a_teacher_whose_coupling_is_exactly_straight_has_zero_straightness(tiny_pipeline):
+    """A VP teacher that always predicts the same data point x1 has the straight path t x1 + (1 - t) eps in the
+    flow coordinates measure() uses: S is zero up to float round-off, whatever x1 is."""
+    x1 = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(3), dtype=torch.float64) * 2
+    abar = tiny_pipeline.scheduler.alphas_cumprod.double().numpy()
+
+    def eps_hat(x, t):  # (x - alpha x1) / sigma at the DDPM timestep t
+        a = torch.from_numpy(np.interp(t.numpy(), np.arange(len(abar)), abar)).view(-1, 1, 1, 1)
+        return (x.double() - a.sqrt() * x1) / (1 - a).sqrt()
+
+    s = measure(_with_unet(tiny_pipeline, FieldUNet(eps_hat)), PROMPTS, num=3, steps=6)
+    assert s == pytest.approx(0.0, abs=1e-9)
+    curved = measure(_with_unet(tiny_pipeline, FieldUNet(lambda x, t: x.double() * (t.view(-1, 1, 1, 1) / 999))),
+                     PROMPTS, num=3, steps=6)
+    assert curved > 1e-3  # and a teacher that does not is not straight
+
+
+def test_a_flow_with_a_time_dependent_velocity_has_its_analytic_straightness(tiny_pipeline):
+    """v(t) = d * tau / 1000 at the UNet's timestep tau: Euler moves by sum dt_i v_i, so the chord is the
+    dt-weighted mean velocity and S = d^2 sum_i dt_i (tau_i / 1000 - mean)^2 / T (a closed form on the export grid)."""
+    from studio.diffusion.flow import flow_scheduler
+
+    d, steps = 3.0, 5
+    flow = _with_unet(tiny_pipeline, FieldUNet(lambda x, t: -d * (t / 1000).view(-1, 1, 1, 1) * torch.ones_like(x)),
+                      flow_scheduler())
+    sched = flow_scheduler()
+    sched.set_timesteps(steps)
+    t = 1.0 - sched.sigmas.double().numpy()
+    dt, tau = np.diff(t), sched.timesteps.double().numpy() / 1000
+    span = t[-1] - t[0]
+    mean = (dt * tau).sum() / span
+    expected = d**2 * (dt * (tau - mean) ** 2).sum() / span
+    assert measure(flow, PROMPTS, num=2, steps=steps) == pytest.approx(expected, rel=1e-6)
+    constant = _with_unet(tiny_pipeline, FieldUNet(lambda x, t: torch.full_like(x, 0.7)), flow_scheduler())
+    assert measure(constant, PROMPTS, num=2, steps=steps) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_straightness_command_reports_what_measure_computes(rf_and_student, prompt_file, tmp_path):
     rf, _ = rf_and_student
-    s_teacher = measure(load_pipeline(tiny_pipeline_dir), PROMPTS, num=4, steps=4, guidance=1.0)
-    assert np.isfinite(s_teacher) and s_teacher > 0
     out = tmp_path / "s.json"
     assert main(["reflow", "straightness", str(rf), "--prompts", str(prompt_file), "--num", "4", "--steps", "3",
                  "--out", str(out)]) == 0
     result = json.loads(out.read_text())
-    assert result["kind"] == "2-rectified-flow" and result["straightness"] >= 0
+    assert result["kind"] == "2-rectified-flow" and (result["num"], result["steps"]) == (4, 3)
+    assert result["straightness"] == measure(load_pipeline(rf), PROMPTS, num=4, steps=3)
 
 
 def test_lpips_without_weights_is_a_clear_error_and_works_with_local_weights(tmp_path, monkeypatch):

@@ -11,7 +11,7 @@ from studio.cli.schema import option
 
 @dataclass
 class TrainerConfig:
-    """The shared training loop's options (every training command has them)."""
+    """Options of the shared training loop, the same for every training command."""
 
     steps: int = option(1000, "optimizer steps (may grow on --resume, to extend a run)", ge=1)
     batch_size: int = option(64, "samples per process per micro-batch", ge=1)
