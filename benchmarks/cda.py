@@ -7,11 +7,11 @@ Budget (stated, fixed): teacher and students are ``resnet18-small`` at --width (
 a quarter of ResNet-18's channels) on 28x28 images; the teacher trains --teacher-steps at batch
 128. Recovery synthesises max(--ipc) images per class once per method (CDA cosine curriculum,
 milestone 1.0; SRe2L = no curriculum) with --iterations (default 1,000, the paper's setting;
-the README's second table is --iterations 500); IPC 1 and 10 are the first 1 and 10
+the second table of docs/cda.md is --iterations 500); IPC 1 and 10 are the first 1 and 10
 of those (each image is synthesised independently, so a prefix is an IPC-k set). Every student
 trains --eval-steps (default 16,000) at batch 100 with the live teacher's soft labels (T = 20,
 mixup/CutMix, RandomResizedCrop); the full-data row trains --full-steps (default 16,000) at batch
-128. Student top-1 keeps rising with length on this budget (the README's student-length study),
+128. Student top-1 keeps rising with length on this budget (the student-length study in docs/cda.md),
 so 16,000 steps is the default: 45 min to 1 h per student on 2 CPU cores (by machine), 11 to 15 h
 in all with the seed repeats below.
 The CDA-vs-SRe2L comparison is repeated over student seeds --seeds (default 0 1 2) at

@@ -157,7 +157,7 @@ def speed(table: list[dict], repeats: int, images: int) -> None:
 
 
 def init_losses() -> dict:
-    """2-RF loss of the untrained teacher UNet on 256 teacher pairs, for both output signs (README deviation)."""
+    """2-RF loss of the untrained teacher UNet on 256 teacher pairs, for both output signs (a deviation in docs/reflow.md)."""
     import torch
 
     from distill.reflow.objective import ReflowObjective

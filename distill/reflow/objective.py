@@ -12,7 +12,7 @@ receives (1 - t) * 1000 and its output is -v (diffusers' flow-matching sign).
   export scheduler's one-step grid, so the trained map is exactly what 1-step sampling runs
   (t_1 - t_0 = 0.999 and timestep 999 instead of InstaFlow's 1 and 1000; see ``studio.diffusion.flow``).
 
-Deviation, documented in the README: the UNet output is -v rather than v, so a 2-RF
+Deviation, documented in docs/reflow.md: the UNet output is -v rather than v, so a 2-RF
 initialised from an epsilon-prediction teacher starts with its output sign aligned with the
 target (noise - data); InstaFlow's released code feeds the teacher UNet v directly. The flow,
 the loss and the ODE are unchanged.

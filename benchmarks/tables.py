@@ -1,0 +1,547 @@
+"""Write the results tables of the docs from ``benchmarks/results/*.json``.
+
+    python benchmarks/tables.py           # rewrite every generated table in docs/*.md and README.md
+    python benchmarks/tables.py --check   # change nothing; name the stale tables, exit 1 if any
+
+A generated table sits in a Markdown page between two marker lines, each on a line of its own:
+
+    <!-- table: NAME -->
+    (replaced by the table)
+    <!-- /table -->
+
+NAME is a key of ``TABLES``: the JSON files (stems under the results folder) it reads and the
+function that builds its Markdown. Every figure in a generated table comes from those files;
+to change one, rerun the benchmark (or edit the builder), never the page. ``--docs`` and
+``--results`` point the script at other folders (the tests use copies). Standard library only,
+so it runs without torch or the studio installed.
+
+Number formats, the same in every table: FID 2 decimals, ms 1 decimal, top-1 (%) 2 decimals,
+ratios 3 decimals, speed-ups 2 decimals with an ``x``, seconds 1 decimal, counts with thousands
+separators, relative errors in % with 2 significant digits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+RESULTS = ROOT / "benchmarks" / "results"
+README = ROOT / "README.md"
+
+BEGIN = re.compile(r"^<!-- table: (?P<name>[^ ]+) -->$", re.M)
+REGION = re.compile(r"^<!-- table: (?P<name>[^ ]+) -->\n(?P<body>.*?)^<!-- /table -->$", re.M | re.S)
+
+
+class TablesError(Exception):
+    """A page or a results file the script cannot work with (one-line message)."""
+
+
+# ---------------------------------------------------------------- number formats
+
+def fid(x) -> str:
+    return f"{x:.2f}"
+
+
+def ms(x) -> str:
+    return f"{x:,.1f}"
+
+
+def top1(x) -> str:
+    return f"{x:.2f}"
+
+
+def ratio(x) -> str:
+    return f"{x:.3f}"
+
+
+def speedup(x) -> str:
+    return f"{x:.2f}x"
+
+
+def seconds(x) -> str:
+    return f"{x:,.1f}"
+
+
+def count(x) -> str:
+    return f"{int(x):,}"
+
+
+def rel_percent(x) -> str:
+    """A relative error as a percentage, 2 significant digits."""
+    return format(100.0 * x, ".2g")
+
+
+def plain(x) -> str:
+    """A setting as given (booleans as yes/no)."""
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, float):
+        return f"{x:g}"
+    if isinstance(x, int):
+        return count(x)
+    if isinstance(x, list):
+        return ", ".join(plain(v) for v in x)
+    return str(x)
+
+
+def met(flag: bool) -> str:
+    return "met" if flag else "missed"
+
+
+def table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def source(*stems: str) -> str:
+    return "Source: " + ", ".join(f"`benchmarks/results/{s}.json`" for s in stems) + "."
+
+
+def threshold(key: str, pattern: str) -> str:
+    """The goal figure written into a goal key, e.g. '1.10' from 'student_fid_within_1.10x_teacher'."""
+    m = re.search(pattern, key)
+    if not m:
+        raise TablesError(f"no goal figure in the key {key!r}")
+    return m.group(1)
+
+
+def goal_flag(goals: dict, pattern: str) -> tuple[str, bool]:
+    """(goal figure, met) of the one boolean goal whose key matches ``pattern``."""
+    keys = [k for k in goals if isinstance(goals[k], bool) and re.search(pattern, k)]
+    if len(keys) != 1:
+        raise TablesError(f"expected one goal key matching {pattern!r}, found {keys}")
+    return threshold(keys[0], pattern), goals[keys[0]]
+
+
+# ---------------------------------------------------------------- InstaFlow
+
+def _seeded(rows: list[dict], prefix: str) -> dict:
+    found = [r for r in rows if r.get("fid_runs") and r["name"].startswith(prefix)]
+    if len(found) != 1:
+        raise TablesError(f"instaflow.json: expected one seeded row named {prefix!r}..., found {len(found)}")
+    return found[0]
+
+
+def instaflow_rows(d: dict) -> str:
+    d = d["instaflow"]
+    rows = []
+    for r in d["rows"]:
+        runs = ", ".join(fid(v) for v in r.get("fid_runs", []))
+        rows.append([r["name"], r["steps"], f"{r['guidance']:.1f}", count(r["n"]), fid(r["fid"]),
+                     ms(r["ms_per_image"]), runs])
+    return table(["model", "steps", "guidance", "N", "FID", "ms/image", "FID of each seed run"], rows) \
+        + "\n\n" + source("instaflow")
+
+
+def instaflow_guidance(d: dict) -> str:
+    rows = [[r["name"], r["steps"], f"{r['guidance']:.1f}", count(r["n"]), fid(r["fid"])]
+            for r in d["instaflow"]["guidance_sweep"]]
+    return table(["model", "steps", "guidance", "N", "FID"], rows) + "\n\n" + source("instaflow")
+
+
+def instaflow_goals(d: dict) -> str:
+    d = d["instaflow"]
+    g = d["goals"]
+    teacher, student = _seeded(d["rows"], "teacher"), _seeded(d["rows"], "student")
+    per_seed = ", ".join(ratio(s / t) for s, t in zip(student["fid_runs"], teacher["fid_runs"]))
+    target, ok = goal_flag(g, r"within_(\d+(?:\.\d+)?)x")
+    rows = [
+        ["student 1-step FID / teacher 25-step FID (medians over seed runs)", ratio(g["student_vs_teacher_fid"]),
+         f"<= {target}: {met(ok)}"],
+        ["the same ratio, run by run", per_seed, ""],
+        ["2-RF 1-step FID / teacher 1-step FID", ratio(g["2rf_1step_vs_teacher_1step_fid"]), ""],
+        ["student speed-up over the 25-step teacher with CFG (ms/image)",
+         speedup(g["student_speedup_vs_teacher_25step"]), ""],
+    ]
+    return table(["figure", "value", "goal"], rows) + "\n\n" + source("instaflow")
+
+
+def instaflow_straightness(d: dict) -> str:
+    rows = [[k, f"{v:.4f}"] for k, v in d["instaflow"]["straightness"].items()]
+    return table(["model", "straightness S"], rows) + "\n\n" + source("instaflow")
+
+
+def instaflow_output_sign(d: dict) -> str:
+    rows = [[k, ratio(v)] for k, v in d["instaflow"]["step0_2rf_loss_by_output_sign"].items()]
+    return table(["UNet output", "2-RF loss at step 0"], rows) + "\n\n" + source("instaflow")
+
+
+def instaflow_stage_seconds(d: dict) -> str:
+    rows = [[f"`{k}`", seconds(v)] for k, v in d["instaflow"]["stage_seconds"].items()]
+    return table(["stage", "seconds"], rows) + "\n\n" + source("instaflow")
+
+
+# ---------------------------------------------------------------- iCT
+
+def _steps_of(name: str) -> str:
+    m = re.search(r"(\d+)-step", name)
+    return m.group(1) if m else ""
+
+
+def ict_rows(d: dict) -> str:
+    rows = [[r["name"], _steps_of(r["name"]), count(r["n"]), fid(r["fid"]), ms(r["ms_per_image"])]
+            for r in d["ict"]["rows"]]
+    return table(["model", "steps", "N", "FID", "ms/image"], rows) + "\n\n" + source("ict")
+
+
+def ict_goals(d: dict) -> str:
+    d = d["ict"]
+    g, rows = d["goals"], []
+    for key, value in g.items():
+        m = re.fullmatch(r"ict_(\w+?)_vs_diffusion", key)
+        if m:
+            target, ok = goal_flag(g, rf"^{m.group(1)}_within_(\d+(?:\.\d+)?)x$")
+            rows.append([f"iCT {m.group(1).replace('step', '-step')} FID / diffusion 25-step FID", ratio(value),
+                         f"<= {target}: {met(ok)}"])
+    by_name = {_steps_of(r["name"]): r for r in d["rows"] if r["name"].startswith("iCT")}
+    diffusion = [r for r in d["rows"] if not r["name"].startswith("iCT")]
+    if "1" in by_name and len(diffusion) == 1:
+        rows.append(["iCT 1-step speed-up over the diffusion model (ms/image)",
+                     speedup(diffusion[0]["ms_per_image"] / by_name["1"]["ms_per_image"]), ""])
+    return table(["figure", "value", "goal"], rows) + "\n\n" + source("ict")
+
+
+def ict_budget(d: dict) -> str:
+    b = d["ict"]["budget"]
+    rows = [["optimizer steps (each model)", count(b["optimizer_steps_each"])], ["batch", count(b["batch"])],
+            ["learning rate", plain(b["lr"])], ["optimizer", b["optimizer"]], ["EMA decay", plain(b["ema_decay"])],
+            ["dropout", plain(b["dropout"])], ["iCT training, s", seconds(b["ict_train_s"])],
+            ["diffusion training, s", seconds(b["diffusion_train_s"])]]
+    return table(["setting", "value"], rows) + "\n\n" + source("ict")
+
+
+# ---------------------------------------------------------------- CDA
+
+def _cell(r: dict) -> str:
+    runs = r.get("runs", [])
+    if len(runs) > 1:
+        seeds = ", ".join(str(s) for s in r["seeds"])
+        return f"{top1(r['top1'])} (median of seeds {seeds}: {', '.join(top1(v) for v in runs)})"
+    return top1(r["top1"])
+
+
+def cda_top1(stem: str):
+    def build(d: dict) -> str:
+        rows = d[stem]["rows"]
+        ipcs = sorted({r["ipc"] for r in rows if r["ipc"] is not None})
+        methods = list(dict.fromkeys(r["method"] for r in rows))
+        has_full = any(r["ipc"] is None for r in rows)
+        header = ["method"] + [f"IPC {i}" for i in ipcs] + (["all images"] if has_full else [])
+        out = []
+        for m in methods:
+            cells = {r["ipc"]: r for r in rows if r["method"] == m}
+            line = [m] + [_cell(cells[i]) if i in cells else "" for i in ipcs]
+            if has_full:
+                full = cells.get(None)
+                line.append(f"{top1(full['top1'])} ({count(full['images'])} images)" if full else "")
+            out.append(line)
+        return table(header, out) + "\n\n" + source(stem)
+    return build
+
+
+def cda_compare(stem: str):
+    """CDA minus SRe2L per IPC, with the spread (max - min) of the seeded cells."""
+    def build(d: dict) -> str:
+        rows = d[stem]["rows"]
+        by = {(r["method"], r["ipc"]): r for r in rows}
+        out = []
+        for ipc in sorted({r["ipc"] for r in rows if r["method"] == "CDA"}):
+            a, b = by.get(("CDA", ipc)), by.get(("SRe2L", ipc))
+            if not (a and b):
+                continue
+            spread = lambda r: top1(max(r["runs"]) - min(r["runs"])) if len(r.get("runs", [])) > 1 else ""
+            out.append([ipc, top1(a["top1"]), top1(b["top1"]), f"{a['top1'] - b['top1']:+.2f}",
+                        len(a.get("runs", [1])), spread(a), spread(b)])
+        return table(["IPC", "CDA", "SRe2L", "CDA - SRe2L", "student seeds", "CDA seed spread",
+                      "SRe2L seed spread"], out) + "\n\n" + source(stem)
+    return build
+
+
+def cda_goals(stem: str):
+    def build(d: dict) -> str:
+        g = d[stem]["goals"]
+        target, ok = goal_flag(g, r"at_least_(\d+(?:\.\d+)?)$")
+        rows = [["CDA top-1 at IPC 10, %", top1(g["cda_ipc10_top1"]), f">= {target}: {met(ok)}"],
+                ["CDA at least as good as SRe2L at every IPC (medians where seeded)",
+                 plain(g["cda_at_least_sre2l_every_ipc"]), met(g["cda_at_least_sre2l_every_ipc"])]]
+        return table(["figure", "value", "goal"], rows) + "\n\n" + source(stem)
+    return build
+
+
+def cda_recovery_speed(stem: str):
+    def build(d: dict) -> str:
+        rows = [[m, ms(v["median"]), ", ".join(ms(x) for x in v["runs"])]
+                for m, v in d[stem]["recovery_ms_per_iteration"].items()]
+        return table(["recovery", "ms/iteration (median)", "runs"], rows) + "\n\n" + source(stem)
+    return build
+
+
+def cda_setup(stem: str):
+    def build(d: dict) -> str:
+        t, s = d[stem]["teacher"], d[stem]["settings"]
+        rows = [["teacher", f"`{t['arch']}`, width {t['width']}"], ["teacher training steps (batch 128)", count(t["steps"])],
+                ["teacher training, s", seconds(t["train_seconds"])], ["teacher test top-1, %", top1(t["test_top1"])],
+                ["recovery iterations per image", count(s["iterations"])], ["student steps (batch 100)", count(s["eval_steps"])],
+                ["full-data student steps (batch 128)", count(s["full_steps"])],
+                ["student seeds at IPC " + plain(s["seed_ipc"]), plain(s["seeds"])],
+                ["generator of the generator-init row", f"`{s['generator']}`"]]
+        return table(["setting", "value"], rows) + "\n\n" + source(stem)
+    return build
+
+
+# ---------------------------------------------------------------- small benchmarks
+
+def trainer_overhead(d: dict) -> str:
+    d = d["trainer_overhead"]
+    rows = [[k + 1, ms(1000 * b), ms(1000 * s), ratio(r)]
+            for k, (b, s, r) in enumerate(zip(d["bare_s_per_step"], d["studio_s_per_step"], d["ratios"]))]
+    rows.append(["median", "", "", ratio(d["median_ratio"])])
+    return (table(["repeat", "bare PyTorch ms/step", "studio ms/step", "studio / bare"], rows)
+            + f"\n\n{d['steps_per_run']} steps per run, batch {d['batch_size']}, {d['repeats']} alternated repeats; "
+              f"goal {d['goal']}. " + source("trainer_overhead"))
+
+
+def fid_speed(d: dict) -> str:
+    d = d["fid"]
+    rows = [[k + 1, ms(1000 * r["bare_s_per_img"]), ms(1000 * r["studio_s_per_img"]), speedup(r["speedup"]),
+             f"{r['fid_rel_diff']:.1e}"] for k, r in enumerate(d["repeats"])]
+    rows.append(["median", "", "", speedup(d["median_speedup"]), f"{d['max_fid_rel_diff']:.1e} (largest)"])
+    return (table(["repeat", "torchmetrics loop ms/image", "studio ms/image", "speed-up", "relative FID difference"], rows)
+            + f"\n\n{count(d['images_per_side'])} images per side; goal {d['goal']}. " + source("fid"))
+
+
+def fid_sanity(d: dict) -> str:
+    s = d["fid"]["sanity_fashion_mnist_train_vs_test"]
+    p = s["protocol"]
+    rows = [["FID(Fashion-MNIST train, test)", fid(s["fid"])], ["images per side", f"{count(s['n_real'])} and {count(s['n_fake'])}"],
+            ["network", p["network"]], ["resize", f"{p['resize']}, antialias {plain(p['antialias'])}"],
+            ["uint8 conversion", p["uint8"]], ["weights sha256 (first 16 hex digits)", f"`{p['weights_sha256_16']}`"]]
+    return table(["figure", "value"], rows) + "\n\n" + source("fid")
+
+
+def _step_label(key: str) -> str:
+    m = re.fullmatch(r"(.*)_batch(\d+)", key)
+    return f"{m.group(1).replace('_', ' ')}, batch {m.group(2)}" if m else key.replace("_", " ")
+
+
+def bf16_speed(d: dict) -> str:
+    d = d["bf16_speed"]
+    rows = [[_step_label(k), ms(v["ms_per_step_median"]["fp32"]), ms(v["ms_per_step_median"]["bf16"]), speedup(v["speedup"]),
+             ", ".join(ms(x) for x in v["runs"]["fp32"]), ", ".join(ms(x) for x in v["runs"]["bf16"])]
+            for k, v in d["steps"].items()]
+    return (table(["training step", "fp32 ms (median)", "bf16 ms (median)", "speed-up", "fp32 runs", "bf16 runs"], rows)
+            + f"\n\nCPU: {d['machine'].get('cpu', 'not recorded')}, {d['machine']['torch_threads']} threads. "
+            + source("bf16_speed"))
+
+
+def ict_bf16_signal(d: dict) -> str:
+    d = d["ict_bf16_signal"]
+    rows = []
+    for n, by_precision in sorted(d["by_num_scales"].items(), key=lambda kv: int(kv[0])):
+        for precision, e in by_precision.items():
+            rows.append([count(int(n)), precision, rel_percent(e["d_rel_error_median"]), rel_percent(e["d_rel_error_p90"]),
+                         rel_percent(e["loss_rel_error_median"])])
+    return (table(["N", "precision", "error of the difference, median %", "p90 %", "error of the loss, median %"], rows)
+            + f"\n\n{count(d['samples_per_n'])} samples per N, model: {d['model']}. " + source("ict_bf16_signal"))
+
+
+def teacher_budget(d: dict) -> str:
+    d = d["teacher_budget"]
+    s = d["sampling"]
+    rows = [["VAE stage", f"{count(d['vae_steps'])} steps at batch {d['vae_batch_size']}"],
+            ["UNet stage", f"{count(d['unet_steps'])} steps at batch {d['unet_batch_size']}"],
+            ["training wall time, s", f"{seconds(d['train_wall_s'])} ({d['train_wall_s'] / 60:.1f} min, "
+                                      f"{d['invocations']} invocation)"],
+            ["sampling, ms/image", f"{ms(1000 * s['s_per_image'])} ({s['steps']} steps, guidance {s['guidance']:.1f}, "
+                                   f"{count(s['images'])} images)"],
+            ["machine", f"{d['machine']['cpu_count']} CPU cores, {d['machine']['torch_threads']} torch threads"]]
+    return table(["figure", "value"], rows) + "\n\n" + source("teacher_budget")
+
+
+# ---------------------------------------------------------------- README
+
+def readme_status(d: dict) -> str:
+    ins, ict, cda, t = d["instaflow"], d["ict"], d["cda"], d["trainer_overhead"]
+    teacher = _seeded(ins["rows"], "teacher")
+    rf_goal, rf_ok = goal_flag(ins["goals"], r"within_(\d+(?:\.\d+)?)x")
+    ict_goal, ict_ok = goal_flag(ict["goals"], r"^1step_within_(\d+(?:\.\d+)?)x$")
+    cda_goal, cda_ok = goal_flag(cda["goals"], r"at_least_(\d+(?:\.\d+)?)$")
+    rows = [
+        ["`studio/` training loop", f"s/step against a bare PyTorch loop: **{ratio(t['median_ratio'])}** (goal {t['goal']})",
+         "[training](docs/training.md)"],
+        ["`studio/teacher/` latent diffusion teacher",
+         f"25-step FID **{fid(teacher['fid'])}** against the test set (N = {count(teacher['n'])})",
+         "[teacher](docs/teacher.md)"],
+        ["`distill/reflow/` InstaFlow", f"1-step student FID / 25-step teacher FID: **{ratio(ins['goals']['student_vs_teacher_fid'])}** "
+                                       f"(goal {rf_goal}, {met(rf_ok)})", "[reflow](docs/reflow.md)"],
+        ["`consistency/` iCT", f"1-step FID / same-budget DDPM FID: **{ratio(ict['goals']['ict_1step_vs_diffusion'])}** "
+                               f"(goal {ict_goal}, {met(ict_ok)} on a CPU budget)", "[ict](docs/ict.md)"],
+        ["`distill/cda/` CDA", f"top-1 at IPC 10 after {count(cda['settings']['iterations'])} recovery iterations: "
+                               f"**{top1(cda['goals']['cda_ipc10_top1'])} %** (goal {cda_goal} %, {met(cda_ok)})",
+         "[cda](docs/cda.md)"],
+        ["`studio/fid/` FID", f"images/s against a bare torchmetrics loop: **{speedup(d['fid']['median_speedup'])}**, "
+                              f"FID equal to {d['fid']['max_fid_rel_diff']:.1e} relative", "[fid](docs/fid.md)"],
+        ["`ui/` Gradio app", f"one-step student per image: **{speedup(ins['goals']['student_speedup_vs_teacher_25step'])}** "
+                             f"faster than the 25-step teacher", "[app](docs/app.md)"],
+    ]
+    return table(["part", "headline figure", "page"], rows) + "\n\n" + \
+        source("trainer_overhead", "instaflow", "ict", "cda", "fid")
+
+
+# ---------------------------------------------------------------- registry
+
+TABLES = {
+    "readme.status": (("trainer_overhead", "instaflow", "ict", "cda", "fid"), readme_status),
+    "instaflow.rows": (("instaflow",), instaflow_rows),
+    "instaflow.guidance": (("instaflow",), instaflow_guidance),
+    "instaflow.goals": (("instaflow",), instaflow_goals),
+    "instaflow.straightness": (("instaflow",), instaflow_straightness),
+    "instaflow.output_sign": (("instaflow",), instaflow_output_sign),
+    "instaflow.stage_seconds": (("instaflow",), instaflow_stage_seconds),
+    "ict.rows": (("ict",), ict_rows),
+    "ict.goals": (("ict",), ict_goals),
+    "ict.budget": (("ict",), ict_budget),
+    "cda.setup": (("cda",), cda_setup("cda")),
+    "cda.top1": (("cda",), cda_top1("cda")),
+    "cda.compare": (("cda",), cda_compare("cda")),
+    "cda.goals": (("cda",), cda_goals("cda")),
+    "cda.recovery_speed": (("cda",), cda_recovery_speed("cda")),
+    "cda_it500.top1": (("cda_it500",), cda_top1("cda_it500")),
+    "cda_it500.compare": (("cda_it500",), cda_compare("cda_it500")),
+    "cda_it500.goals": (("cda_it500",), cda_goals("cda_it500")),
+    "cda_it500.recovery_speed": (("cda_it500",), cda_recovery_speed("cda_it500")),
+    "trainer_overhead.repeats": (("trainer_overhead",), trainer_overhead),
+    "fid.speed": (("fid",), fid_speed),
+    "fid.sanity": (("fid",), fid_sanity),
+    "bf16_speed.steps": (("bf16_speed",), bf16_speed),
+    "ict_bf16_signal.errors": (("ict_bf16_signal",), ict_bf16_signal),
+    "teacher_budget.summary": (("teacher_budget",), teacher_budget),
+}
+
+
+class Results:
+    """The JSON files of a results folder, each read once."""
+
+    def __init__(self, folder: Path):
+        self.folder, self._cache = Path(folder), {}
+
+    def get(self, stems) -> dict:
+        out = {}
+        for stem in stems:
+            if stem not in self._cache:
+                path = self.folder / f"{stem}.json"
+                if not path.is_file():
+                    raise TablesError(f"{path} does not exist")
+                try:
+                    self._cache[stem] = json.loads(path.read_text())
+                except json.JSONDecodeError as e:
+                    raise TablesError(f"{path} is not valid JSON: {e}") from None
+            out[stem] = self._cache[stem]
+        return out
+
+
+def build(name: str, results: Results) -> str:
+    if name not in TABLES:
+        raise TablesError(f"unknown table {name!r} (known: {', '.join(TABLES)})")
+    stems, builder = TABLES[name]
+    try:
+        return builder(results.get(stems))
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        raise TablesError(f"table {name}: the results of {', '.join(stems)} lack what it needs ({e!r})") from None
+
+
+def render(text: str, results: Results, page: str = "page") -> tuple[str, list[str], list[str]]:
+    """(new text, table names, stale table names) of one page."""
+    regions = list(REGION.finditer(text))
+    if len(regions) != len(BEGIN.findall(text)):
+        raise TablesError(f"{page}: a '<!-- table: NAME -->' line has no '<!-- /table -->' after it")
+    names, stale, pieces, last = [], [], [], 0
+    for m in regions:
+        name, body = m.group("name"), m.group("body")
+        if BEGIN.search(body):
+            raise TablesError(f"{page}: table {name} holds another table marker")
+        new = build(name, results).rstrip("\n") + "\n"
+        names.append(name)
+        if new != body:
+            stale.append(name)
+        pieces += [text[last:m.start("body")], new]
+        last = m.end("body")
+    pieces.append(text[last:])
+    return "".join(pieces), names, stale
+
+
+def pages(docs: Path, readme: Path | None) -> list[Path]:
+    found = sorted(Path(docs).glob("*.md"))
+    if readme is not None and Path(readme).is_file():
+        found.append(Path(readme))
+    return found
+
+
+def update(docs: Path = DOCS, results: Path = RESULTS, readme: Path | None = README,
+           write: bool = False) -> tuple[list[str], list[str]]:
+    """Render every page; with ``write`` rewrite the stale ones. Returns (stale 'page: table'
+    entries, every table name used)."""
+    res, stale, used = Results(results), [], []
+    for path in pages(docs, readme):
+        text = path.read_text()
+        new, names, old = render(text, res, str(path))
+        used += names
+        stale += [f"{_show(path)}: {n}" for n in old]
+        if write and new != text:
+            path.write_text(new)
+    return stale, used
+
+
+def check(docs: Path = DOCS, results: Path = RESULTS, readme: Path | None = README) -> list[str]:
+    """The stale tables ('page: table'); changes nothing."""
+    return update(docs, results, readme, write=False)[0]
+
+
+def rewrite(docs: Path = DOCS, results: Path = RESULTS, readme: Path | None = README) -> list[str]:
+    """Rewrite every stale table in place; returns what was stale."""
+    return update(docs, results, readme, write=True)[0]
+
+
+def _show(path: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--check", action="store_true", help="change nothing; exit 1 if a table is out of date")
+    p.add_argument("--docs", type=Path, default=DOCS, help="folder of the Markdown pages (default: docs/)")
+    p.add_argument("--results", type=Path, default=RESULTS, help="folder of the JSON results")
+    p.add_argument("--readme", type=Path, default=README, help="also this page (default: README.md)")
+    p.add_argument("--no-readme", action="store_true", help="leave the README out")
+    a = p.parse_args(argv)
+    readme = None if a.no_readme else a.readme
+    try:
+        stale, used = update(a.docs, a.results, readme, write=not a.check)
+    except TablesError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if a.check:
+        for entry in stale:
+            print(f"stale: {entry}")
+        if stale:
+            print(f"{len(stale)} of {len(used)} generated tables are out of date; run python benchmarks/tables.py")
+            return 1
+        print(f"all {len(used)} generated tables are up to date")
+        return 0
+    for entry in stale:
+        print(f"rewrote {entry}")
+    print(f"{len(stale)} of {len(used)} generated tables rewritten")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
