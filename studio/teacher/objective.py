@@ -23,6 +23,7 @@ import torch
 from studio.diffusion.adapter import Denoiser
 from studio.diffusion.objective import diffusion_loss, noise_schedule
 from studio.diffusion.prompting import tokenize
+from studio.files import atomic_path
 from studio.models.backbone import save_pipeline
 from studio.training.method import Method
 
@@ -66,7 +67,8 @@ class VAEStage(Method):
         vae = result.modules["vae"].vae.eval()
         pixels = self.data.pixels(slice(0, 512)).to(vae.device)
         vae.register_to_config(scaling_factor=latent_scaling_factor(vae, pixels))
-        vae.save_pretrained(str(out), safe_serialization=True)
+        with atomic_path(out) as tmp:  # its config.json marks the stage finished: never half written
+            vae.save_pretrained(str(tmp), safe_serialization=True)
 
 
 @torch.no_grad()
