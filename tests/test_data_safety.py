@@ -260,3 +260,17 @@ def test_device_cuda_without_a_gpu_is_a_one_line_error(tiny_pipeline_dir, tmp_pa
     assert "use --device cpu" in one_line_error(capsys)
     assert main(["sample", str(tiny_pipeline_dir), "--prompt", "a bag", "--device", "gpu0"]) == 2
     assert "not a device name" in one_line_error(capsys)
+
+
+def test_resume_refuses_folders_whose_settings_or_state_it_cannot_know(finished_teacher, fake_fmnist, tmp_path,
+                                                                      capsys):
+    bare = _copy(finished_teacher, tmp_path / "bare")
+    (bare / "config.json").unlink()  # e.g. a pipeline copied in by hand
+    assert main(teacher(bare, fake_fmnist, "--resume", "latest")) == 2
+    assert "but no config.json, so its settings are unknown" in one_line_error(capsys)
+    done = _copy(finished_teacher, tmp_path / "done")
+    shutil.rmtree(done / "stages" / "unet" / "checkpoints")
+    assert main(teacher(done, fake_fmnist, "--resume", "latest")) == 2
+    assert "finished run (model_index.json) and no checkpoint to continue from" in one_line_error(capsys)
+    assert main(teacher(done, fake_fmnist, "--resume", "latest", "--overwrite")) == 2
+    assert "give only one of them" in one_line_error(capsys)

@@ -120,7 +120,7 @@ def check(out: Path, config, folders, outputs=(), resume: str = "", overwrite: b
     if overwrite:
         return
     artefacts, ckpts = _artefacts(out, outputs), _checkpoints(out, folders)
-    held = ", ".join([*(f"{a}" for a in artefacts), *(["checkpoints"] if ckpts else [])])
+    held = ", ".join([*artefacts, *(["checkpoints"] if ckpts else [])])
     if not resume:
         if held:
             raise StudioError(f"{out} already holds a run ({held}); continue it with --resume latest, replace it "
