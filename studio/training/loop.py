@@ -96,7 +96,10 @@ def train(method: Method, cfg: TrainerConfig, out_dir) -> TrainResult:
     method.setup(device)
     raw = method.trainable()
     groups = _check_groups(method, raw)
-    trainable = lambda mods, g: [p for n in groups[g].modules for p in mods[n].parameters() if p.requires_grad]  # noqa
+
+    def trainable(mods, g):
+        return [p for n in groups[g].modules for p in mods[n].parameters() if p.requires_grad]
+
     optimizers = [_make_optimizer(cfg, trainable(raw, g), cfg.lr * groups[g].lr_scale) for g in groups]
     # The LR is set from the step each iteration (stateless, so resume is exact). Not a prepared
     # scheduler: accelerate steps those once per process, which would shift the schedule.
@@ -106,9 +109,9 @@ def train(method: Method, cfg: TrainerConfig, out_dir) -> TrainResult:
     plain = {n: accelerator.unwrap_model(m) for n, m in modules.items()}
     params = {g: trainable(plain, g) for g in groups}
     every_param = [p for ps in params.values() for p in ps]
-    emas = GroupEMAs({g: EMA({n: plain[n] for n in groups[g].modules}, cfg.ema_decay) for g in groups
-                      if groups[g].ema and cfg.ema_decay > 0}) if cfg.ema_decay > 0 else None
-    emas = emas if emas is not None and emas.emas else None
+    kept = {g: EMA({n: plain[n] for n in groups[g].modules}, cfg.ema_decay) for g in groups
+            if groups[g].ema and cfg.ema_decay > 0}
+    emas = GroupEMAs(kept) if kept else None
 
     start, before = 0, 0.0
     ckpt = resume_point(out_dir, cfg.resume, cfg.steps)
