@@ -42,3 +42,18 @@ def test_to_x0_inverts_each_parameterisation():
     noise, data, t = torch.randn(4), torch.randn(4), 0.3
     x_t = t * data + (1 - t) * noise
     assert torch.allclose(to_x0(noise - data, x_t, "flow_prediction", t=t), data, atol=1e-6)
+
+
+def test_every_vp_prediction_gives_back_the_noise_and_the_flow_velocity():
+    from studio.diffusion.adapter import flow_velocity, to_epsilon, vp_flow_velocity
+
+    x0, eps = torch.randn(4), torch.randn(4)
+    alpha, sigma = torch.tensor(0.8), torch.tensor(0.6)
+    x_t = alpha * x0 + sigma * eps
+    preds = {"epsilon": eps, "v_prediction": alpha * eps - sigma * x0, "sample": x0}
+    for kind, pred in preds.items():
+        assert torch.allclose(to_epsilon(pred, x_t, kind, alpha, sigma), eps, atol=1e-6), kind
+        assert torch.allclose(to_x0(pred, x_t, kind, alpha, sigma), x0, atol=1e-6), kind
+        # y = x / (alpha + sigma) moves along t x1 + (1 - t) x0 with velocity x1 - x0 (data minus noise)
+        assert torch.allclose(vp_flow_velocity(pred, x_t, kind, alpha, sigma), x0 - eps, atol=1e-6), kind
+    assert torch.equal(flow_velocity(eps - x0), x0 - eps)  # diffusers stores noise - data
