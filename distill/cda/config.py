@@ -8,6 +8,9 @@ from typing import Literal
 from studio.cli.schema import option
 from studio.training.config import TrainerConfig
 
+from distill.cda.augment import MIX_MODES
+from distill.cda.curriculum import SCHEDULES
+
 
 def _squeeze_defaults() -> TrainerConfig:
     # SRe2L's small-dataset squeeze trains with SGD for 200 epochs; here AdamW with a cosine
@@ -49,7 +52,7 @@ class RecoverConfig:
     ipc_start: int = option(0, "first IPC index this process synthesises", ge=0)
     ipc_end: int = option(-1, "one past the last IPC index (-1: --ipc)", ge=-1)
     iterations: int = option(1000, ge=1)
-    curriculum: Literal["none", "step", "linear", "cosine"] = option(
+    curriculum: Literal[SCHEDULES] = option(
         "cosine", "none (SRe2L), step, linear or cosine")
     milestone: float = option(1.0, "fraction of the iterations the curriculum spans", ge=0, le=1)
     lr: float = option(0.25, "Adam lr on the pixels (SRe2L/CDA small datasets: 0.25)", gt=0)
@@ -81,7 +84,7 @@ class EvalConfig:
     arch: str = option("", "student architecture (default: the teacher's)")
     width: int = option(0, "student width (0: the teacher's)", ge=0)
     temperature: float = option(20.0, "softmax temperature of the KL soft-label loss", gt=0)
-    mix: Literal["none", "mixup", "cutmix", "both"] = option(
+    mix: Literal[MIX_MODES] = option(
         "both", "none, mixup, cutmix, or both (one of the two per batch)")
     crop_min_scale: float = option(0.08, "RandomResizedCrop lower area bound", gt=0, le=1)
     out: str = "runs/cda/eval"

@@ -49,8 +49,8 @@ def run_demo(cfg: DemoConfig) -> Path | None:
     prompts = class_prompts(FASHION_MNIST_CLASSES)
     out = Path(cfg.samples_out)
     rows = []
+    steps, guidance = cfg.teacher.sample_steps, cfg.teacher.sample_guidance  # the teacher's recommended
     for prompt in prompts:
-        steps, guidance = cfg.teacher.sample_steps, cfg.teacher.sample_guidance  # the teacher's recommended
         images = generate(pipe, [prompt] * cfg.num_per_class, steps=steps, guidance=guidance, seed=cfg.sample_seed)
         meta = {"prompt": prompt, "steps": steps, "guidance": guidance, "seed": cfg.sample_seed}
         path = save_png(make_grid(images), out / f"{_slug(prompt)}.png", meta)

@@ -32,7 +32,7 @@ SOLVERS = {
     "euler-ancestral": EulerAncestralDiscreteScheduler, "heun": HeunDiscreteScheduler, "pndm": PNDMScheduler,
     "unipc": UniPCMultistepScheduler,
 }
-Solver = Literal["auto", "dpmsolver", "ddim", "euler", "euler-ancestral", "heun", "pndm", "unipc"]  # auto: the pipeline's
+Solver = Literal[("auto", *SOLVERS)]  # a command's --solver; auto: the pipeline's own scheduler
 
 
 def make_scheduler(pipe, solver: str = "auto"):

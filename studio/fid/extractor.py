@@ -10,6 +10,8 @@ Float images in [0, 1] become uint8 by rounding (not truncation); grayscale beco
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import torch
 from PIL import Image
@@ -18,6 +20,7 @@ from studio import StudioError
 from studio.fid.inception import FIDInceptionV3, fold_batchnorm, resolve_weights, weights_hash
 
 RESIZES = ("tf-bilinear", "pil-bicubic")
+Resize = Literal[RESIZES]
 SIZE = 299
 
 

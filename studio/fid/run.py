@@ -8,7 +8,6 @@ import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
 
 from tqdm.auto import tqdm
 
@@ -18,7 +17,7 @@ from studio.devices import resolve_device
 from studio.diffusion.sampling import Solver
 from studio.models.backbone import is_pipeline_dir
 from studio.data import FASHION_MNIST_CLASSES, class_prompts, read_prompt_file
-from studio.fid.extractor import FeatureExtractor
+from studio.fid.extractor import FeatureExtractor, Resize
 from studio.fid.frechet import frechet_distance
 from studio.fid.inception import cache_dir
 from studio.fid.sources import Source, open_source
@@ -34,8 +33,7 @@ class FIDOptions:
 
     num: int = option(5000, "images per side (0: all of a folder or split)", ge=0)
     batch_size: int = option(0, "0: automatic (64 on CPU, 256 on GPU)", ge=0)
-    resize: Literal["tf-bilinear", "pil-bicubic"] = option("tf-bilinear", "tf-bilinear (torch-fidelity, TF-era "
-                                                                          "papers) or pil-bicubic (clean-fid)")
+    resize: Resize = option("tf-bilinear", "tf-bilinear (torch-fidelity, TF-era papers) or pil-bicubic (clean-fid)")
     inception_weights: str = option("", "a .safetensors or .pth Inception state dict")
     data_dir: str = ""
     prompts: str = option("", "prompt file for a pipeline side (default: class prompts)")
