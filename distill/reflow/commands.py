@@ -37,7 +37,7 @@ def train_reflow(cfg: ReflowTrainConfig) -> Path | None:
     def build():
         info = dict(kind="2-rectified-flow", steps=cfg.sample_steps, guidance=cfg.sample_guidance, init=cfg.init,
                     pairs=cfg.pairs)
-        return ReflowObjective(*_pipe_and_pairs(cfg), cfg.caption_dropout, info)
+        return ReflowObjective(*_pipe_and_pairs(cfg), cfg.caption_dropout, info, cfg.memory, cfg.train.seed)
 
     return run(cfg, [Stage("train", build, cfg.train)])
 
@@ -47,7 +47,8 @@ def train_student(cfg: DistillConfig) -> Path | None:
     def build():
         pipe, pairs = _pipe_and_pairs(cfg)
         info = dict(kind="one-step-student", steps=1, guidance=1.0, init=cfg.init, pairs=cfg.pairs, loss=cfg.loss)
-        return DistillObjective(pipe, pairs, make_distance(cfg.loss, pipe.vae, cfg.lpips_weights), info)
+        return DistillObjective(pipe, pairs, make_distance(cfg.loss, pipe.vae, cfg.lpips_weights), info, cfg.memory,
+                                cfg.train.seed)
 
     return run(cfg, [Stage("train", build, cfg.train)])
 

@@ -8,6 +8,7 @@ from typing import Literal
 from studio.cli.schema import option
 from studio.diffusion.sampling import Solver
 from studio.models.backbone import Dtype
+from studio.models.levers import MemoryLevers
 from studio.training.config import TrainerConfig
 
 
@@ -27,7 +28,9 @@ class PairsConfig:
     shard_size: int = option(256, "pairs per safetensors shard", ge=1)
     batch_size: int = option(64, ge=1)
     data_dir: str = ""
-    dtype: Dtype = "float32"
+    dtype: Dtype = option("float32", "precision the teacher samples in")
+    store_dtype: Literal["float16", "float32"] = option("float16", "precision the pairs are stored in (recorded in "
+                                                                   "the manifest; training reads both)")
     device: str = option("", "default: this process's accelerator device")
     out: str = "runs/pairs"
 
@@ -53,6 +56,7 @@ class ReflowTrainConfig:
     sample_steps: int = option(25, "recommended Euler steps, written to studio_model.json", ge=1)
     sample_guidance: float = option(1.0, "recommended guidance, written to studio_model.json (InstaFlow: 1.5 on "
                                          "SD; 1.0 is best on the built-in teacher)", ge=0)
+    memory: MemoryLevers = option(factory=MemoryLevers, flatten=True)
     train: TrainerConfig = option(factory=_reflow_train_defaults, flatten=True)
 
 
@@ -67,6 +71,7 @@ class DistillConfig:
         "l2", "l2 on latents, pseudo-Huber on latents, or LPIPS on VAE-decoded images (needs VGG weights)")
     lpips_weights: str = option("", "VGG16 ImageNet state dict for --loss lpips (default: torchvision's hub cache "
                                     "file)")
+    memory: MemoryLevers = option(factory=MemoryLevers, flatten=True)
     train: TrainerConfig = option(factory=_distill_train_defaults, flatten=True)
 
 

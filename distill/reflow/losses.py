@@ -93,7 +93,8 @@ class LPIPSLoss:
 
     def __call__(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         scale = self.vae.config.scaling_factor
-        images = self.vae.decode(torch.cat([pred, target]) / scale, return_dict=False)[0].float()
+        latents = torch.cat([pred, target]).to(self.vae.dtype) / scale  # the decoder may be held in bf16/fp16
+        images = self.vae.decode(latents, return_dict=False)[0].float()
         a, b = images.chunk(2)
         return self.net(a, b.detach()).mean()  # LPIPS expects [-1, 1], the VAE's output range
 

@@ -24,22 +24,25 @@ import torch
 
 from studio.diffusion.adapter import Denoiser, flow_velocity
 from studio.diffusion.flow import flow_scheduler, interpolate, time_grid, unet_timestep
-from studio.models.backbone import save_pipeline
+from studio.diffusion.prompting import PromptCache
+from studio.models.levers import MemoryLevers, apply_to_unet, export_pipeline, frozen_copy
 from studio.training.method import Method
-from studio.diffusion.prompting import encode_prompts
 
 from distill.reflow.losses import l2
 
 
 class _PairsObjective(Method):
-    """Shared parts: a frozen text encoder, prompts by id, the UNet as the one trained module, and the
-    export: the pipeline with the trained UNet and the flow scheduler (``studio.diffusion.flow``)."""
+    """Shared parts: a frozen text encoder (prompt embeddings cached, ``PromptCache``), prompts by id, the
+    UNet as the one trained module (with the memory levers of ``studio.models.levers``), and the export:
+    the pipeline with the trained UNet and the flow scheduler (``studio.diffusion.flow``)."""
 
-    def __init__(self, pipe, pairs, info: dict | None = None):
+    def __init__(self, pipe, pairs, info: dict | None = None, levers: MemoryLevers | None = None, seed: int = 0):
         self.pipe, self.pairs, self.info = pipe, pairs, info
+        self.levers = levers or MemoryLevers()
         self.prompts = pairs.prompts
         pipe.vae.requires_grad_(False)
         pipe.text_encoder.requires_grad_(False)
+        apply_to_unet(pipe.unet, self.levers, seed)
 
     def trainable(self):
         return {"unet": self.pipe.unet}
@@ -48,17 +51,14 @@ class _PairsObjective(Method):
         return self.pairs
 
     def setup(self, device):
-        self.pipe.text_encoder.to(device).eval()
-        self.pipe.vae.to(device).eval()
+        self.cache = PromptCache(self.pipe.tokenizer, frozen_copy(self.pipe.text_encoder, device, self.levers))
 
     def encode(self, prompts: list[str], device) -> torch.Tensor:
-        with torch.no_grad():
-            return encode_prompts(self.pipe.tokenizer, self.pipe.text_encoder, prompts, device)
+        return self.cache(prompts, device)
 
     def export(self, result, out):
-        self.pipe.unet = result.modules["unet"]
         self.pipe.scheduler = flow_scheduler()
-        save_pipeline(self.pipe.to("cpu"), out)
+        export_pipeline(self.pipe, result.modules["unet"], out, self.levers)
 
     def model_info(self):
         return self.info
@@ -67,8 +67,9 @@ class _PairsObjective(Method):
 class ReflowObjective(_PairsObjective):
     name = "2-rectified-flow"
 
-    def __init__(self, pipe, pairs, caption_dropout: float = 0.1, info: dict | None = None):
-        super().__init__(pipe, pairs, info)
+    def __init__(self, pipe, pairs, caption_dropout: float = 0.1, info: dict | None = None,
+                 levers: MemoryLevers | None = None, seed: int = 0):
+        super().__init__(pipe, pairs, info, levers, seed)
         self.caption_dropout = caption_dropout
 
     def loss(self, modules, batch, rand):
@@ -85,15 +86,19 @@ class ReflowObjective(_PairsObjective):
 class DistillObjective(_PairsObjective):
     name = "one-step-distillation"
 
-    def __init__(self, pipe, pairs, distance=l2, info: dict | None = None):
-        super().__init__(pipe, pairs, info)
+    def __init__(self, pipe, pairs, distance=l2, info: dict | None = None, levers: MemoryLevers | None = None,
+                 seed: int = 0):
+        super().__init__(pipe, pairs, info, levers, seed)
         self.distance = distance
         t, timesteps = time_grid(1)
         self.dt, self.timestep = float(t[1] - t[0]), int(timesteps[0])
 
     def setup(self, device):
         super().setup(device)
-        if hasattr(self.distance, "to"):
+        if hasattr(self.distance, "vae"):  # LPIPS on decoded images: the frozen decoder, checkpointed on request
+            self.distance.vae = frozen_copy(self.pipe.vae, device, self.levers)
+            if self.levers.gradient_checkpointing:
+                self.distance.vae.enable_gradient_checkpointing()
             self.distance.to(device)
 
     def one_step(self, unet, x0, cond):

@@ -38,7 +38,7 @@ from studio.diffusion.sampling import SOLVERS, is_stochastic, make_scheduler, sa
 from distill.reflow.config import PairsConfig
 
 MANIFEST = "manifest.json"
-_KEYS = ("teacher", "prompts", "num", "steps", "solver", "guidance", "seed", "shard_size")
+_KEYS = ("teacher", "prompts", "num", "steps", "solver", "guidance", "seed", "shard_size", "store_dtype")
 
 
 def shard_path(out: Path, j: int) -> Path:
@@ -57,7 +57,7 @@ def _check_manifest(out: Path, manifest: dict) -> None:
     if not path.is_file() or not any(out.glob("shard-*.safetensors")):
         return
     try:
-        old = json.loads(path.read_text())
+        old = {"store_dtype": "float32", **json.loads(path.read_text())}  # sets made before the option: float32
     except ValueError:
         raise StudioError(f"{path} is unreadable; move the folder away or use a new --out") from None
     diff = [k for k in _KEYS if old.get(k) != manifest.get(k)]
@@ -131,8 +131,9 @@ def generate_pairs(cfg: PairsConfig) -> Path:
                 parts["x0"].append(image_noise(shape, seeds, "cpu", torch.float32))
                 parts["x1"].append(x1.float().cpu())
                 bar.update(len(ks))
-            ks = torch.arange(lo, hi)
-            _write_shard(shard_path(out, j), {"x0": torch.cat(parts["x0"]), "x1": torch.cat(parts["x1"]),
+            ks, store = torch.arange(lo, hi), getattr(torch, cfg.store_dtype)
+            _write_shard(shard_path(out, j), {"x0": torch.cat(parts["x0"]).to(store),
+                                              "x1": torch.cat(parts["x1"]).to(store),
                                               "prompt_id": ks % len(prompts), "seed": ks + cfg.seed})
         bar.close()
     state.wait_for_everyone()
@@ -189,4 +190,6 @@ class PairsDataset:
         idx = np.asarray(indices)
         shard, row = idx // self.size, idx % self.size
         take = {k: np.stack([self.shards[s][k][r] for s, r in zip(shard, row)]) for k in ("x0", "x1", "prompt_id")}
+        for k in ("x0", "x1"):  # stored in float16 or float32 (the manifest's store_dtype); trained in float32
+            take[k] = take[k].astype(np.float32)
         return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in take.items()}

@@ -44,7 +44,7 @@ def train_teacher(cfg: TeacherConfig) -> Path | None:
     def unet_stage():
         if new:  # a new pipeline: its finished autoencoder, as the VAE stage saved it
             pipe.vae = AutoencoderKL.from_pretrained(str(out / VAE_DIR), use_safetensors=True)
-        return UNetStage(pipe, data, cfg.caption_dropout, cfg.train_text_encoder, info)
+        return UNetStage(pipe, data, cfg.caption_dropout, cfg.train_text_encoder, info, cfg.memory, cfg.train.seed)
 
     stages.append(Stage(UNET_STAGE, unet_stage, cfg.train))
     return run(cfg, stages)

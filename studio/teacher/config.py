@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from studio.cli.schema import option
+from studio.models.levers import MemoryLevers
 from studio.training.config import TrainerConfig
 
 
@@ -32,4 +33,5 @@ class TeacherConfig:
     kl_weight: float = option(1e-6, ge=0)
     sample_steps: int = option(25, "recommended sampling steps, written to studio_model.json", ge=1)
     sample_guidance: float = option(5.0, "recommended guidance, written to studio_model.json", ge=0)
+    memory: MemoryLevers = option(factory=MemoryLevers, flatten=True)
     train: TrainerConfig = option(factory=_unet_defaults, flatten=True)

@@ -22,9 +22,9 @@ import torch
 
 from studio.diffusion.adapter import Denoiser
 from studio.diffusion.objective import diffusion_loss, noise_schedule
-from studio.diffusion.prompting import tokenize
+from studio.diffusion.prompting import PromptCache, tokenize
 from studio.files import atomic_path
-from studio.models.backbone import save_pipeline
+from studio.models.levers import MemoryLevers, apply_to_unet, export_pipeline, frozen_copy
 from studio.training.method import Method
 
 
@@ -84,8 +84,9 @@ class UNetStage(Method):
     name = "unet"
 
     def __init__(self, pipe, data, caption_dropout: float = 0.1, train_text_encoder: bool = True,
-                 info: dict | None = None):
+                 info: dict | None = None, levers: MemoryLevers | None = None, seed: int = 0):
         self.pipe, self.data = pipe, data
+        self.levers = levers or MemoryLevers()
         self.caption_dropout = caption_dropout
         self.train_text_encoder = train_text_encoder
         self.info = info
@@ -93,6 +94,7 @@ class UNetStage(Method):
         self.prediction_type = pipe.scheduler.config.get("prediction_type", "epsilon")
         pipe.vae.requires_grad_(False)
         pipe.text_encoder.requires_grad_(train_text_encoder)
+        apply_to_unet(pipe.unet, self.levers, seed)
 
     def trainable(self):
         mods = {"unet": self.pipe.unet}
@@ -104,23 +106,23 @@ class UNetStage(Method):
         return self.data
 
     def setup(self, device):
-        self.pipe.vae.to(device).eval()
+        self.vae = frozen_copy(self.pipe.vae, device, self.levers)
         if not self.train_text_encoder:
-            self.pipe.text_encoder.to(device).eval()
+            self.cache = PromptCache(self.pipe.tokenizer, frozen_copy(self.pipe.text_encoder, device, self.levers))
 
     def loss(self, modules, batch, rand):
         x = batch["pixels"]
-        vae = self.pipe.vae
+        vae = self.vae
         with torch.no_grad():
-            dist = vae.encode(x).latent_dist
-            z = dist.mean + dist.std * rand.randn(*dist.mean.shape[1:]).to(x.dtype)
-            latents = z * vae.config.scaling_factor
+            dist = vae.encode(x.to(vae.dtype)).latent_dist
+            eps = rand.randn(*dist.mean.shape[1:]).to(x.device)
+            latents = (dist.mean.float() + dist.std.float() * eps) * vae.config.scaling_factor
         drop = (rand.rand() < self.caption_dropout).tolist()
         captions = ["" if d else c for d, c in zip(drop, batch["caption"])]
-        ids = tokenize(self.pipe.tokenizer, captions).input_ids.to(x.device)
-        text_encoder = modules.get("text_encoder", self.pipe.text_encoder)
-        with torch.set_grad_enabled(self.train_text_encoder):
-            cond = text_encoder(ids)[0]
+        if self.train_text_encoder:
+            cond = modules["text_encoder"](tokenize(self.pipe.tokenizer, captions).input_ids.to(x.device))[0]
+        else:
+            cond = self.cache(captions, x.device)
         denoiser = Denoiser(modules["unet"], self.prediction_type)
         loss = diffusion_loss(lambda x_t, t: denoiser(x_t, t, cond), latents, self.schedule, rand,
                               self.prediction_type)
@@ -128,10 +130,9 @@ class UNetStage(Method):
 
     def export(self, result, out):
         modules = result.modules
-        self.pipe.unet = modules["unet"]
         if "text_encoder" in modules:
             self.pipe.text_encoder = modules["text_encoder"]
-        save_pipeline(self.pipe.to("cpu"), out)
+        export_pipeline(self.pipe, modules["unet"], out, self.levers)
 
     def model_info(self):
         return self.info

@@ -1,7 +1,10 @@
 """Training checkpoints: ``OUT/checkpoints/step-00000100``, written atomically, oldest pruned.
 
 A checkpoint is accelerate's ``save_state`` directory (model weights as safetensors,
-optimizer, LR scheduler) plus ``ema.safetensors`` and ``trainer_state.json``. It is written
+optimizer, LR scheduler) plus ``ema.safetensors`` and ``trainer_state.json``. Only what trains is
+saved: a module's frozen parameters (a LoRA's base weights, say) are left out, since the method
+rebuilds them from its init (:func:`save_trainable_only`); a resume checks that the checkpoint
+holds exactly the trained weights of this run. It is written
 to ``*.tmp`` and renamed only when complete, so a kill never leaves a half checkpoint that
 ``--resume latest`` could pick. Nothing here unpickles custom objects: the EMA and the step
 are stored as safetensors and JSON, not through ``register_for_checkpointing``.
@@ -69,6 +72,42 @@ def read_state(ckpt: Path) -> dict:
         raise StudioError(f"checkpoint {ckpt} is unreadable ({STATE_FILE}: {type(e).__name__}); {_REMEDY}") from None
 
 
+def _frozen(model) -> set[str]:
+    return {n for n, p in model.named_parameters() if not p.requires_grad}
+
+
+def _expected(model) -> set[str]:
+    return set(model.state_dict()) - _frozen(model)
+
+
+def save_trainable_only(accelerator) -> None:
+    """Make ``save_state`` write each model's trained parameters and buffers, not its frozen ones."""
+    def hook(models, weights, _output_dir):
+        for i, m in enumerate(models):
+            frozen = _frozen(accelerator.unwrap_model(m))
+            if frozen:
+                weights[i] = {k: v for k, v in weights[i].items() if k not in frozen}
+
+    accelerator.register_save_state_pre_hook(hook)
+
+
+def _model_file(ckpt: Path, i: int) -> Path:
+    return ckpt / (f"model_{i}.safetensors" if i else "model.safetensors")  # accelerate's names
+
+
+def _check_weights(ckpt: Path, models: list) -> None:
+    from safetensors import safe_open
+
+    for i, m in enumerate(models):
+        with safe_open(str(_model_file(ckpt, i)), "pt") as f:
+            saved = set(f.keys())
+        want = _expected(m)
+        if saved != want:
+            odd = sorted(saved ^ want)[0]
+            raise StudioError(f"checkpoint {ckpt} holds other trained weights than this run ({len(want - saved)} "
+                              f"missing, {len(saved - want)} extra, e.g. {odd}); were the LoRA settings changed?")
+
+
 def save_checkpoint(accelerator, out_dir, step: int, ema=None, limit: int = 3, seconds: float = 0.0) -> Path:
     """Collective: every process calls it. Returns the final checkpoint path. ``seconds``: training
     time spent to reach ``step``, over all resumed segments (kept in the state file)."""
@@ -95,16 +134,20 @@ def save_checkpoint(accelerator, out_dir, step: int, ema=None, limit: int = 3, s
     return final
 
 
-def load_checkpoint(accelerator, ckpt: Path, ema=None) -> int:
-    """Restore models and optimizers (accelerate), then the EMA; returns the step. A checkpoint that
-    does not load (a corrupt or cut file, or one from other modules) is a one-line error."""
+def load_checkpoint(accelerator, ckpt: Path, models: list, ema=None) -> int:
+    """Restore the trained weights of ``models`` (unwrapped, in prepare order) and the optimizers
+    (accelerate), then the EMA; returns the step. A checkpoint that does not load (a corrupt or cut
+    file, or one from other modules) is a one-line error."""
     step = int(read_state(ckpt)["step"])
     if ema is not None and not (ckpt / EMA_FILE).is_file():
         raise StudioError(f"checkpoint {ckpt} has no {EMA_FILE} but this run uses EMA; pass --ema-decay 0")
     try:
-        accelerator.load_state(str(ckpt))
+        _check_weights(ckpt, models)
+        accelerator.load_state(str(ckpt), strict=False)  # strict=False: the frozen weights are not saved
         if ema is not None:
             ema.load_state_dict(load_file(str(ckpt / EMA_FILE)))
+    except StudioError:
+        raise
     except Exception as e:  # noqa: BLE001 - safetensors, torch and accelerate raise many types for a bad file
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise StudioError(f"cannot resume from checkpoint {ckpt}: {first}; {_REMEDY}") from None

@@ -19,13 +19,16 @@ class TrainerConfig:
     lr: float = option(1e-4, "learning rate (peak, after warm-up)", gt=0)
     lr_schedule: Literal["constant", "cosine", "linear"] = "constant"
     warmup_steps: int = option(0, "linear LR warm-up steps", ge=0)
-    optimizer: Literal["adamw", "radam"] = "adamw"
+    optimizer: Literal["adamw", "radam", "adamw8bit"] = option(
+        "adamw", "adamw8bit: bitsandbytes' 8-bit AdamW (optimizer state 2 bytes per weight instead of 8)")
     adam_beta1: float = option(0.9, ge=0, lt=1)
     adam_beta2: float = option(0.999, ge=0, lt=1)
     adam_eps: float = option(1e-8, gt=0)
     weight_decay: float = option(0.0, ge=0)
     max_grad_norm: float = option(1.0, "gradient clipping; 0 disables", ge=0)
     ema_decay: float = option(0.999, "EMA of the weights; 0 disables", ge=0, lt=1)
+    ema_device: Literal["auto", "cpu"] = option("auto", "where the EMA is kept: auto, beside the weights; cpu, in "
+                                                        "host memory (saves GPU memory, costs a copy per step)")
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = option(
         "auto", "auto: bf16 on a GPU that supports it, else fp32")
     checkpoint_every: int = option(500, "steps between checkpoints", ge=1)
@@ -38,9 +41,10 @@ class TrainerConfig:
     progress: bool = option(True, "tqdm progress bar on the main process")
 
 
-# may differ between a run and its resume: they change when and how a run reports, not what it learns
+# may differ between a run and its resume (fields of TrainerConfig and MemoryLevers): they change when and
+# how a run reports, saves or exports, or where it keeps the EMA, not what it learns
 RESUMABLE = ("steps", "checkpoint_every", "checkpoints_limit", "log_every", "resume", "overwrite", "tracker",
-             "progress")
+             "progress", "ema_device", "lora_export")
 
 
 def lr_factor(cfg: TrainerConfig, step: int) -> float:

@@ -2,7 +2,9 @@
 
 theta_ema <- d theta_ema + (1 - d) theta, with the warm-up d_n = min(decay, (1 + n) / (10 + n))
 used by diffusers' ``EMAModel`` (``use_ema_warmup=False`` form), so early averages are not
-dominated by the random initialisation.
+dominated by the random initialisation. Only trained parameters are averaged (a LoRA's adapter,
+not its frozen base). The average is float32, beside the weights or, with ``device="cpu"``, in
+host memory (the same values: the update is the same float32 lerp).
 """
 
 from __future__ import annotations
@@ -11,12 +13,12 @@ import torch
 
 
 class EMA:
-    def __init__(self, modules: dict[str, torch.nn.Module], decay: float):
+    def __init__(self, modules: dict[str, torch.nn.Module], decay: float, device=None):
         if not 0.0 < decay < 1.0:
             raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
         self.decay = decay
         self.num_updates = 0
-        self.shadow = {f"{name}.{k}": p.detach().clone().float()
+        self.shadow = {f"{name}.{k}": p.detach().to(device=device or p.device, dtype=torch.float32, copy=True)
                        for name, m in modules.items() for k, p in m.named_parameters() if p.requires_grad}
 
     def _params(self, modules):
@@ -31,12 +33,13 @@ class EMA:
         self.num_updates += 1
         d = min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
         for key, p in self._params(modules):
-            self.shadow[key].lerp_(p.detach().float(), 1.0 - d)
+            shadow = self.shadow[key]
+            shadow.lerp_(p.detach().to(device=shadow.device, dtype=torch.float32), 1.0 - d)
 
     @torch.no_grad()
     def copy_to(self, modules: dict[str, torch.nn.Module]) -> None:
         for key, p in self._params(modules):
-            p.copy_(self.shadow[key].to(p.dtype))
+            p.copy_(self.shadow[key].to(device=p.device, dtype=p.dtype))
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         state = {k: v.contiguous() for k, v in self.shadow.items()}

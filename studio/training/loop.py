@@ -29,7 +29,8 @@ from studio import StudioError
 from studio.cli.schema import validate
 from studio.devices import use_cpu
 from studio.training.batches import stream_indices
-from studio.training.checkpoints import list_checkpoints, load_checkpoint, read_state, resume_point, save_checkpoint
+from studio.training.checkpoints import (list_checkpoints, load_checkpoint, read_state, resume_point, save_checkpoint,
+                                        save_trainable_only)
 from studio.training.config import TrainerConfig, lr_factor, resolve_mixed_precision
 from studio.training.ema import EMA, GroupEMAs
 from studio.training.method import Method
@@ -52,9 +53,27 @@ def _to_device(batch: dict, device) -> dict:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
-def _make_optimizer(cfg: TrainerConfig, params, lr: float):
+def _make_optimizer(cfg: TrainerConfig, params, lr: float, device):
     kw = dict(lr=lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw8bit":
+        return adamw8bit(device)(params, **kw)
     return torch.optim.RAdam(params, **kw) if cfg.optimizer == "radam" else torch.optim.AdamW(params, **kw)
+
+
+def adamw8bit(device):
+    """bitsandbytes' ``AdamW8bit`` (Dettmers et al. 2022, block-wise 8-bit optimizer states), after a probe
+    step on ``device``: where it does not install or run, a one-line error says so."""
+    try:
+        import bitsandbytes as bnb
+
+        probe = torch.nn.Parameter(torch.ones(4096, device=device))  # >= 4096 values: the 8-bit path
+        probe.grad = torch.ones_like(probe)
+        bnb.optim.AdamW8bit([probe], lr=1e-3).step()
+    except Exception as e:  # noqa: BLE001 - a missing package, library or kernel all mean "not here"
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise StudioError(f"--optimizer adamw8bit needs bitsandbytes running on {device} ({first}); "
+                          "pip install bitsandbytes, or use --optimizer adamw") from None
+    return bnb.optim.AdamW8bit
 
 
 class _SigtermFlag:
@@ -100,7 +119,7 @@ def train(method: Method, cfg: TrainerConfig, out_dir) -> TrainResult:
     def trainable(mods, g):
         return [p for n in groups[g].modules for p in mods[n].parameters() if p.requires_grad]
 
-    optimizers = [_make_optimizer(cfg, trainable(raw, g), cfg.lr * groups[g].lr_scale) for g in groups]
+    optimizers = [_make_optimizer(cfg, trainable(raw, g), cfg.lr * groups[g].lr_scale, device) for g in groups]
     # The LR is set from the step each iteration (stateless, so resume is exact). Not a prepared
     # scheduler: accelerate steps those once per process, which would shift the schedule.
     prepared = accelerator.prepare(*raw.values(), *optimizers)
@@ -109,14 +128,16 @@ def train(method: Method, cfg: TrainerConfig, out_dir) -> TrainResult:
     plain = {n: accelerator.unwrap_model(m) for n, m in modules.items()}
     params = {g: trainable(plain, g) for g in groups}
     every_param = [p for ps in params.values() for p in ps]
-    kept = {g: EMA({n: plain[n] for n in groups[g].modules}, cfg.ema_decay) for g in groups
+    save_trainable_only(accelerator)
+    ema_device = "cpu" if cfg.ema_device == "cpu" else None
+    kept = {g: EMA({n: plain[n] for n in groups[g].modules}, cfg.ema_decay, ema_device) for g in groups
             if groups[g].ema and cfg.ema_decay > 0}
     emas = GroupEMAs(kept) if kept else None
 
     start, before = 0, 0.0
     ckpt = resume_point(out_dir, cfg.resume, cfg.steps)
     if ckpt is not None:
-        start = load_checkpoint(accelerator, ckpt, emas)
+        start = load_checkpoint(accelerator, ckpt, list(plain.values()), emas)
         before = float(read_state(ckpt).get("seconds", 0.0))
         if accelerator.is_main_process:
             print(f"resumed from {ckpt} at step {start}")

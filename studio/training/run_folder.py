@@ -22,6 +22,7 @@ from pathlib import Path
 from studio import StudioError
 from studio.cli.schema import option_names
 from studio.training.checkpoints import list_checkpoints
+from studio.models.levers import MemoryLevers
 from studio.training.config import RESUMABLE, TrainerConfig
 
 CONFIG = "config.json"
@@ -73,8 +74,8 @@ def _resumable(cls, prefix: str = "") -> set[str]:
     hints, out = typing.get_type_hints(cls), set()
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
-        if tp is TrainerConfig:
-            out |= {f"{prefix}{f.name}.{r}" for r in RESUMABLE}
+        if tp in (TrainerConfig, MemoryLevers):
+            out |= {f"{prefix}{f.name}.{g.name}" for g in dataclasses.fields(tp) if g.name in RESUMABLE}
         elif dataclasses.is_dataclass(tp):
             out |= _resumable(tp, f"{prefix}{f.name}.")
     return out
