@@ -15,6 +15,7 @@ def _commands():
     # imported lazily so `studio --help` stays fast and nothing heavy loads at import
     from studio.cli.demo import DemoConfig, run_demo
     from studio.fid.run import FIDConfig, FIDStatsConfig, compute_fid, compute_stats
+    from studio.cli.build import BuildConfig, run_build
     from studio.cli.sample import SampleConfig, run_sample
 
     def fetch(_cfg):
@@ -25,6 +26,8 @@ def _commands():
     builtin = {
         ("data", "fetch"): (None, fetch, "install or download the Fashion-MNIST IDX files"),
         ("sample",): (SampleConfig, run_sample, "sample a grid of images from a pipeline"),
+        ("model", "build"): (BuildConfig, run_build, "assemble a preset's pipeline (sd15: SD 1.5's architecture) "
+                                                     "with random weights, offline"),
         ("demo",): (DemoConfig, run_demo, "train the built-in teacher on a small CPU budget and sample each class"),
         ("fid",): (FIDConfig, compute_fid, "FID between two specs (folder, dataset split, pipeline, .npz)"),
         ("fid-stats",): (FIDStatsConfig, compute_stats, "Inception statistics of a spec, as .npz"),

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from studio import StudioError
 from studio.files import atomic_path
 
 ADAPTER = "default"  # peft's adapter name; diffusers' LoRA files do not record it
@@ -29,13 +30,14 @@ def add_lora(unet, rank: int, alpha: float, targets: tuple[str, ...], seed: int)
 
     unet.requires_grad_(False)
     config = LoraConfig(r=rank, lora_alpha=alpha or rank, init_lora_weights="gaussian", target_modules=list(targets))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        unet.add_adapter(config, adapter_name=ADAPTER)
-    trained = [p for p in unet.parameters() if p.requires_grad]
-    if not trained:
-        raise ValueError(f"LoRA targets {','.join(targets)} match no layer of the UNet")
-    return sum(p.numel() for p in trained)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            unet.add_adapter(config, adapter_name=ADAPTER)
+    except ValueError:  # peft: "Target modules {...} not found in the base model"
+        raise StudioError(f"--lora-targets {','.join(targets)} match no layer of the UNet; name layers such as "
+                          "to_q,to_k,to_v,to_out.0") from None
+    return sum(p.numel() for p in unet.parameters() if p.requires_grad)
 
 
 def has_lora(unet) -> bool:

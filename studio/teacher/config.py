@@ -7,6 +7,7 @@ from typing import Literal
 
 from studio.cli.schema import option
 from studio.models.levers import MemoryLevers
+from studio.models.presets import PresetName
 from studio.training.config import TrainerConfig
 
 
@@ -21,7 +22,7 @@ class TeacherConfig:
 
     dataset: str = option("fashion-mnist", "fashion-mnist[:split] or an image folder")
     data_dir: str = option("", "folder with the Fashion-MNIST IDX files (default: the studio's search path)")
-    preset: Literal["tiny"] = option("tiny", "size preset of a new pipeline")
+    preset: PresetName = option("tiny", "size preset of a new pipeline")
     init: str = option("", "fine-tune this pipeline (directory or hub id) instead; skips the VAE stage")
     out: str = option("runs/teacher", "the run folder: pipeline, config.json, stages/")
     limit: int = option(0, "use only the first N images (0: all)", ge=0)
