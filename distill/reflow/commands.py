@@ -32,25 +32,27 @@ def _pipe_and_pairs(cfg):
     return pipe, pairs
 
 
+def reflow_method(cfg: ReflowTrainConfig) -> ReflowObjective:
+    info = dict(kind="2-rectified-flow", steps=cfg.sample_steps, guidance=cfg.sample_guidance, init=cfg.init,
+                pairs=cfg.pairs)
+    return ReflowObjective(*_pipe_and_pairs(cfg), cfg.caption_dropout, info, cfg.memory, cfg.train.seed)
+
+
+def student_method(cfg: DistillConfig) -> DistillObjective:
+    pipe, pairs = _pipe_and_pairs(cfg)
+    info = dict(kind="one-step-student", steps=1, guidance=1.0, init=cfg.init, pairs=cfg.pairs, loss=cfg.loss)
+    return DistillObjective(pipe, pairs, make_distance(cfg.loss, pipe.vae, cfg.lpips_weights), info, cfg.memory,
+                            cfg.train.seed)
+
+
 def train_reflow(cfg: ReflowTrainConfig) -> Path | None:
     """2-RF from a teacher's couplings; returns the pipeline directory (None if interrupted)."""
-    def build():
-        info = dict(kind="2-rectified-flow", steps=cfg.sample_steps, guidance=cfg.sample_guidance, init=cfg.init,
-                    pairs=cfg.pairs)
-        return ReflowObjective(*_pipe_and_pairs(cfg), cfg.caption_dropout, info, cfg.memory, cfg.train.seed)
-
-    return run(cfg, [Stage("train", build, cfg.train)])
+    return run(cfg, [Stage("train", lambda: reflow_method(cfg), cfg.train)])
 
 
 def train_student(cfg: DistillConfig) -> Path | None:
     """One-step student from a 2-RF's couplings; returns the pipeline directory (None if interrupted)."""
-    def build():
-        pipe, pairs = _pipe_and_pairs(cfg)
-        info = dict(kind="one-step-student", steps=1, guidance=1.0, init=cfg.init, pairs=cfg.pairs, loss=cfg.loss)
-        return DistillObjective(pipe, pairs, make_distance(cfg.loss, pipe.vae, cfg.lpips_weights), info, cfg.memory,
-                                cfg.train.seed)
-
-    return run(cfg, [Stage("train", build, cfg.train)])
+    return run(cfg, [Stage("train", lambda: student_method(cfg), cfg.train)])
 
 
 def commands() -> dict:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from studio.cli.schema import option
 from studio.models.levers import MemoryLevers
