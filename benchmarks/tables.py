@@ -394,6 +394,53 @@ def readme_status(d: dict) -> str:
         source("trainer_overhead", "instaflow", "ict", "cda", "fid")
 
 
+def sd_levers(d: dict) -> str:
+    d = d["sd_scale"]
+    rows = [[name, count(r["trained_parameters"]), f"{r['peak_rss_gb']:.1f}", ratio(r["peak_ratio_vs_full"]),
+             seconds(r["seconds_per_step"]), ratio(r["time_ratio_vs_full"])] for name, r in d["train_rows"].items()]
+    goal = d["goals"]["lora_ckpt_peak_at_most_0.30_of_full"]
+    return (table(["`reflow train` at batch 1", "trained parameters", "peak resident GB", "peak / full",
+                   "s per step", "time / full"], rows)
+            + f"\n\n`{d['preset']}` preset at {d['resolution']}x{d['resolution']}, CPU, each row in its own process; "
+              f"s per step: median of the steps after the first. Goal LoRA + checkpointing peak at most 0.30 of the "
+              f"full default: {ratio(goal)}, {met(goal <= 0.30)}. " + source("sd_scale"))
+
+
+def sd_speed(d: dict) -> str:
+    d = d["sd_scale"]
+    p, s, c = d["pairs_speed"], d["student_speed"], d["chain"]
+    rows = [["`reflow pairs` sampler vs plain `StableDiffusionPipeline(output_type=\"latent\")`",
+             f"{p['studio_pairs_per_s']:.3f} vs {p['plain_diffusers_pairs_per_s']:.3f} pairs/s", ratio(p["ratio"]),
+             f"at least 1.0: {met(p['ratio'] >= 1.0)}", f"{p['max_abs_latent_difference']:.1e}"],
+            ["one-step student image vs bare text encoder + UNet + VAE decode",
+             f"{ms(1000 * s['studio_seconds_per_image'])} vs {ms(1000 * s['bare_calls_seconds_per_image'])} ms",
+             ratio(s["ratio"]), f"at most 1.10: {met(s['ratio'] <= 1.10)}", f"{s['max_abs_image_difference']:.1e}"]]
+    chain = ", ".join(f"{k} {seconds(v)} s" for k, v in c["seconds"].items())
+    return (table(["comparison (same process, alternated)", "figures", "ratio", "goal", "max abs difference"], rows)
+            + f"\n\nMedians of {p['repeats']} repeats; pairs: {p['pairs']} prompts, {p['steps']} {p['solver']} steps, "
+              f"guidance {p['guidance']}. The whole chain through the CLI: {chain}; the plain-diffusers one-step image "
+              f"differs from `studio sample`'s by at most {c['plain_diffusers_vs_studio_sample_max_abs']:.1e}. "
+            + source("sd_scale"))
+
+
+def sd_memory(d: dict) -> str:
+    m = d["sd_scale"]["memory_model"]
+    rows = [[name, f"{r['static_gb']:.1f}", f"{r['activations_gb_per_sample']:.2f}", f"{r['batch_1_gb']:.1f}",
+             f"{r['batch_4_gb']:.1f}", f"{r['batch_8_gb']:.1f}"] for name, r in m["rows"].items()]
+    return (table(["lever set", "static GB", "activations GB per sample", "batch 1 GB", "batch 4 GB", "batch 8 GB"],
+                  rows)
+            + f"\n\nProjected peak GPU memory of one `reflow train` or `reflow distill` (l2/huber) step of SD 1.5 at "
+              f"{m['target_resolution']}x{m['target_resolution']}, from activations measured at "
+              f"{m['measured_resolution']}x{m['measured_resolution']}: {m['assumptions']}. " + source("sd_scale"))
+
+
+def sd_cards(d: dict) -> str:
+    m = d["sd_scale"]["memory_model"]
+    rows = [[card, "; ".join(f["batch_1"]) or "none", "; ".join(f["batch_4"]) or "none"] for card, f in m["fits"].items()]
+    return (table(["card", "lever sets that fit at batch 1", "at batch 4"], rows)
+            + "\n\nFrom the projection above (SD 1.5, 512x512, bf16 autocast). " + source("sd_scale"))
+
+
 # ---------------------------------------------------------------- registry
 
 TABLES = {
@@ -422,6 +469,10 @@ TABLES = {
     "bf16_speed.steps": (("bf16_speed",), bf16_speed),
     "ict_bf16_signal.errors": (("ict_bf16_signal",), ict_bf16_signal),
     "teacher_budget.summary": (("teacher_budget",), teacher_budget),
+    "sd_scale.levers": (("sd_scale",), sd_levers),
+    "sd_scale.speed": (("sd_scale",), sd_speed),
+    "sd_scale.memory": (("sd_scale",), sd_memory),
+    "sd_scale.cards": (("sd_scale",), sd_cards),
 }
 
 

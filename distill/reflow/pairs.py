@@ -119,7 +119,7 @@ def generate_pairs(cfg: PairsConfig) -> Path:
     state.wait_for_everyone()
     if mine:
         shape = (pipe.unet.config.in_channels, pipe.unet.config.sample_size, pipe.unet.config.sample_size)
-        bar = tqdm(total=len(mine) * cfg.shard_size, desc=f"pairs (rank {state.process_index})", unit="pair")
+        bar = tqdm(total=sum(min(cfg.num, (j + 1) * cfg.shard_size) - j * cfg.shard_size for j in mine), desc=f"pairs (rank {state.process_index})", unit="pair")
         for j in mine:
             lo, hi = j * cfg.shard_size, min(cfg.num, (j + 1) * cfg.shard_size)
             parts = {"x0": [], "x1": []}
