@@ -40,3 +40,4 @@ bench: data
 	$(PY) benchmarks/bf16_speed.py
 	$(PY) benchmarks/ict_bf16_signal.py
 	$(PY) benchmarks/instaflow.py
+	$(PY) benchmarks/sd_scale.py

@@ -1,6 +1,6 @@
 """Stable Diffusion at real size on the CPU: the memory levers, pairs and one-step speed, the whole chain.
 
-    python benchmarks/sd_scale.py            # about 45 minutes on 2 cores, peak about 19 GB
+    python benchmarks/sd_scale.py            # about 25 minutes on 2 cores, peak about 20 GB
 
 On the ``sd15`` preset (SD 1.5's architecture, random weights) at 256x256 (32x32 latents):
 - peak resident memory and seconds per ``reflow train`` step at batch 1 for each lever set, and as a
@@ -10,7 +10,8 @@ On the ``sd15`` preset (SD 1.5's architecture, random weights) at 256x256 (32x32
 - the one-step student's image time against bare text-encoder + UNet + VAE-decode calls;
 - the whole chain through the CLI (pairs, 2-RF, pairs of the 2-RF, student, export) and the plain
   diffusers one-step image against ``studio sample``'s;
-- the memory model (``benchmarks/sd_memory.py``) projected to 512x512 on a GPU.
+- the memory model (``benchmarks/sd_memory.py``) projected to 512x512 on a GPU, and the bytes the
+  UNet's forward saves for the backward pass at this size and at 512x512 (its scaling check).
 Each part's result is kept in WORK/partial.json, so a killed run continues where it stopped. A train
 row stops its process right after its last step (``os._exit``), before the loop's final checkpoint,
 which for full fine-tuning would write 10 GB that nothing reads.
@@ -78,7 +79,10 @@ def part_train(work: Path, row: str, steps: int) -> dict:
     marks = {}
 
     def start(step):
-        marks.setdefault("before", rss("VmRSS"))
+        if step == 1:  # step 0 allocated the optimizer state and paged the weights in: measure from here on
+            marks["life"] = rss()
+            Path("/proc/self/clear_refs").write_text("5")  # Linux: reset the peak (VmHWM) to the current RSS
+            marks["before"] = rss("VmRSS")
         marks[step] = time.perf_counter()
 
     def end(step, logs):
@@ -86,10 +90,12 @@ def part_train(work: Path, row: str, steps: int) -> dict:
         if step == steps - 1:
             times = [marks[s] for s in range(1, steps)]  # step 0 also allocates the optimizer state
             print("RESULT " + json.dumps({"seconds_per_step": round(statistics.median(times), 2),
-                                          "step_seconds": [round(t, 2) for t in times], "peak_rss_gb":
-                                          round(rss() / 1e9, 2), "rss_before_training_gb":
-                                          round(marks["before"] / 1e9, 2), "trained_parameters": trained,
-                                          "ema_on_device": tcfg.ema_device != "cpu"}), flush=True)
+                                          "step_seconds": [round(t, 2) for t in times],
+                                          "peak_rss_gb": round(max(marks["life"], rss()) / 1e9, 2),
+                                          "rss_at_step_1_gb": round(marks["before"] / 1e9, 2),
+                                          "step_peak_above_start_gb": round((rss() - marks["before"]) / 1e9, 2),
+                                          "trained_parameters": trained, "ema_on_device": tcfg.ema_device != "cpu"}),
+                  flush=True)
             os._exit(0)
 
     method.on_step_start, method.on_step_end = start, end
@@ -164,6 +170,33 @@ def part_student(work: Path, repeats: int) -> dict:
             "repeats": repeats}
 
 
+def part_saved(work: Path) -> dict:
+    """Bytes the UNet's forward saves for the backward pass (parameters excluded), at the benchmark's
+    latent size and at 512x512's 64x64, without and with checkpointing: a check of the memory model's
+    scaling by the token count, independent of the allocator."""
+    import torch
+
+    from studio.models.backbone import load_pipeline
+
+    unet, out = load_pipeline(work / "base").unet.train(), {}
+    params = {p.untyped_storage().data_ptr() for p in unet.parameters()}
+    for ckpt in (False, True):
+        if ckpt:
+            unet.enable_gradient_checkpointing()
+        for size in sorted({unet.config.sample_size, 64}):
+            seen = {}
+
+            def pack(t):
+                seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+                return t
+
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                unet(torch.randn(1, 4, size, size), 500, torch.randn(1, 77, unet.config.cross_attention_dim))
+            key = f"{'checkpointing' if ckpt else 'no checkpointing'}, latents {size}x{size}"
+            out[key] = round(sum(v for k, v in seen.items() if k not in params) / 1e9, 3)
+    return {"saved_for_backward_gb_float32_batch_1": out}
+
+
 def part_compare(work: Path) -> dict:
     import numpy as np
     import torch
@@ -185,7 +218,10 @@ def part_compare(work: Path) -> dict:
 
 def child(part: str, work: Path, *args) -> dict:
     cmd = [sys.executable, __file__, "--part", part, "--work", str(work), *map(str, args)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    # glibc returns every block of 64 kB or more to the system when it is freed, so resident memory
+    # follows the live tensors (otherwise step 0's freed activations are reused unseen by RSS)
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     return json.loads([line for line in out.splitlines() if line.startswith("RESULT ")][-1][7:])
 
 
@@ -211,7 +247,7 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/sd_scale")
     ap.add_argument("--preset", default="sd15", help="tiny: a quick dry run of every part")
     ap.add_argument("--resolution", type=int, default=256)
-    ap.add_argument("--steps", type=int, default=3, help="train steps per row (the first is not timed)")
+    ap.add_argument("--steps", type=int, default=4, help="train steps per row (the first is not timed)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--part", default="")
     ap.add_argument("rest", nargs="*")
@@ -219,7 +255,8 @@ def main() -> None:
     work = Path(args.work)
     if args.part:
         fn = {"train": lambda: part_train(work, args.rest[0], args.steps), "pairs": lambda: part_pairs(work, args.repeats),
-              "student": lambda: part_student(work, args.repeats), "compare": lambda: part_compare(work)}[args.part]
+              "student": lambda: part_student(work, args.repeats), "compare": lambda: part_compare(work),
+              "saved": lambda: part_saved(work)}[args.part]
         print("RESULT " + json.dumps(fn()), flush=True)
         return
     work.mkdir(parents=True, exist_ok=True)
@@ -244,6 +281,7 @@ def main() -> None:
     once("pairs speed", lambda: child("pairs", work, "--repeats", args.repeats))
     once("student speed", lambda: child("student", work, "--repeats", args.repeats))
     once("chain", lambda: chain(work))
+    once("saved tensors", lambda: child("saved", work))
     base = done["train/full default"]
     rows = {row: {**done[f"train/{row}"], "peak_ratio_vs_full": round(done[f"train/{row}"]["peak_rss_gb"] /
                                                                       base["peak_rss_gb"], 3),
@@ -251,8 +289,10 @@ def main() -> None:
                   "levers": ROWS[row]} for row in ROWS}
     write_result("sd_scale", {
         "machine": machine(), "preset": args.preset, "resolution": args.resolution, "batch_size": 1,
+        "train_steps_per_row": args.steps, "repeats": args.repeats,
         "train_rows": rows, "pairs_speed": done["pairs speed"], "student_speed": done["student speed"],
-        "chain": done["chain"], "memory_model": project(rows, args.resolution),
+        "chain": done["chain"], "saved_tensors": done["saved tensors"], "memory_model": project(rows, args.resolution, {False: "LoRA rank 64",
+                                                                         True: "LoRA rank 64 + checkpointing"}),
         "goals": {"lora_ckpt_peak_at_most_0.30_of_full": rows["LoRA rank 64 + checkpointing"]["peak_ratio_vs_full"],
                   "pairs_ratio_at_least_1.0": done["pairs speed"]["ratio"],
                   "student_ratio_at_most_1.10": done["student speed"]["ratio"]},

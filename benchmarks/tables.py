@@ -431,7 +431,11 @@ def sd_memory(d: dict) -> str:
                   rows)
             + f"\n\nProjected peak GPU memory of one `reflow train` or `reflow distill` (l2/huber) step of SD 1.5 at "
               f"{m['target_resolution']}x{m['target_resolution']}, from activations measured at "
-              f"{m['measured_resolution']}x{m['measured_resolution']}: {m['assumptions']}. " + source("sd_scale"))
+              f"{m['measured_resolution']}x{m['measured_resolution']}: {m['assumptions']}. Check of the scaling, "
+              f"independent of the allocator: the UNet's forward saves for the backward pass (float32, batch 1) "
+              + "; ".join(f"{k} {v:.3f} GB" for k, v in d["sd_scale"]["saved_tensors"]
+                          ["saved_for_backward_gb_float32_batch_1"].items())
+              + ". " + source("sd_scale"))
 
 
 def sd_cards(d: dict) -> str:
@@ -439,6 +443,18 @@ def sd_cards(d: dict) -> str:
     rows = [[card, "; ".join(f["batch_1"]) or "none", "; ".join(f["batch_4"]) or "none"] for card, f in m["fits"].items()]
     return (table(["card", "lever sets that fit at batch 1", "at batch 4"], rows)
             + "\n\nFrom the projection above (SD 1.5, 512x512, bf16 autocast). " + source("sd_scale"))
+
+
+SD_SETUPS = (("one 24 GB card, `reflow train` / `reflow distill`", "LoRA 64 + checkpointing + bf16 frozen + CPU EMA", 8),
+             ("8x80 GB, per GPU, full fine-tuning", "full default", 8),
+             ("8x80 GB, per GPU, full fine-tuning + checkpointing", "+ gradient checkpointing", 8))
+
+
+def sd_setups(d: dict) -> str:
+    rows = d["sd_scale"]["memory_model"]["rows"]
+    return (table(["setup (the commands below)", "lever set", "batch per GPU", "projected peak GB"],
+                  [[what, lever, b, f"{rows[lever][f'batch_{b}_gb']:.1f}"] for what, lever, b in SD_SETUPS])
+            + "\n\n" + source("sd_scale"))
 
 
 # ---------------------------------------------------------------- registry
@@ -473,6 +489,7 @@ TABLES = {
     "sd_scale.speed": (("sd_scale",), sd_speed),
     "sd_scale.memory": (("sd_scale",), sd_memory),
     "sd_scale.cards": (("sd_scale",), sd_cards),
+    "sd_scale.setups": (("sd_scale",), sd_setups),
 }
 
 

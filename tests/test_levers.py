@@ -265,3 +265,20 @@ def test_levers_on_pairs_of_two_processes_give_the_student_of_one(name, tiny_pip
     assert any(not torch.equal(a[k], w) for k, w in load_pipeline(tiny_pipeline_dir).unet.state_dict().items())
     for k in a:
         torch.testing.assert_close(b[k], a[k], atol=1e-5, rtol=0)
+
+
+def test_teacher_unet_stage_takes_the_levers(tiny_pipeline_dir, fake_fmnist, tmp_path):
+    from studio.teacher.commands import train_teacher
+    from studio.teacher.config import TeacherConfig
+
+    out = train_teacher(TeacherConfig(data_dir=str(fake_fmnist), init=str(tiny_pipeline_dir), out=str(tmp_path / "t"),
+                                      train_text_encoder=False, train=_train(),
+                                      memory=replace(LORA, gradient_checkpointing=True, frozen_dtype="bfloat16")))
+    a, b = load_pipeline(tiny_pipeline_dir), load_pipeline(out)
+    base, tuned = a.unet.state_dict(), b.unet.state_dict()
+    assert base.keys() == tuned.keys() and any(not torch.equal(base[k], tuned[k]) for k in base)
+    assert all(torch.equal(base[k], tuned[k]) for k in base if ".to_" not in k)  # only the adapted layers moved
+    for name in ("text_encoder", "vae"):  # frozen, held in bf16 while training, exported as they were
+        sa, sb = getattr(a, name).state_dict(), getattr(b, name).state_dict()
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert (out / LORA_DIR / "pytorch_lora_weights.safetensors").is_file()
