@@ -20,7 +20,6 @@ import math
 import statistics
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -28,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from benchmarks._common import RESULTS, machine, write_result  # noqa: E402
-from benchmarks.sd_scale import PROMPTS, ROWS, TRAIN_FIELDS  # noqa: E402
+from benchmarks.sd_scale import PROMPTS, ROWS, row_config  # noqa: E402
 
 
 class _Stop(Exception):
@@ -55,16 +54,11 @@ def timed(fn, device, repeats: int) -> float:
 def train_row(work: Path, spec: dict, steps: int, device, mixed: str) -> dict:
     """``steps`` reflow-train steps at batch 1; peak allocated memory and the losses; no final checkpoint."""
     from distill.reflow.commands import reflow_method
-    from distill.reflow.config import ReflowTrainConfig, _reflow_train_defaults
-    from studio.models.levers import MemoryLevers
     from studio.training.loop import train
 
-    tcfg = replace(_reflow_train_defaults(), steps=steps, batch_size=1, tracker="none", progress=False,
-                   checkpoint_every=10 ** 6, mixed_precision=mixed,
-                   **{k: v for k, v in spec.items() if k in TRAIN_FIELDS})
-    levers = MemoryLevers(**{k: v for k, v in spec.items() if k not in TRAIN_FIELDS})
-    method = reflow_method(ReflowTrainConfig(init=str(work / "base"), pairs=str(work / "pairs"),
-                                             out=str(work / "train"), memory=levers, train=tcfg))
+    cfg = row_config(work, spec, steps, mixed_precision=mixed)
+    tcfg = cfg.train
+    method = reflow_method(cfg)
     losses, loss = [], method.loss
 
     def logged(*a):
@@ -115,7 +109,7 @@ def main() -> None:
     pairs_s = timed(lambda: sample_latents(pipe, PROMPTS * 4, 25, 5.0, list(range(8)), "dpmsolver"), device, 2)
     pipe.scheduler = flow_scheduler()  # the one-step student's path
     one_ms = timed(lambda: generate(pipe, PROMPTS[:1], steps=1, guidance=1.0, seed=0), device, repeats) * 1e3
-    del pipe
+    pipe = None  # free its memory before the training rows
     prompts = work / "prompts.txt"
     prompts.write_text("\n".join(PROMPTS) + "\n")
     generate_pairs(PairsConfig(teacher=str(work / "base"), prompts=str(prompts), num=2, steps=2, batch_size=2,

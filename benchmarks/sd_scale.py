@@ -62,18 +62,25 @@ def studio(*args) -> float:
 
 # -- parts run in a child process ------------------------------------------------------------------------
 
-def part_train(work: Path, row: str, steps: int) -> dict:
-    from distill.reflow.commands import reflow_method
+def row_config(work: Path, spec: dict, steps: int, **train):
+    """The ``reflow train`` config of a lever set ``spec`` (a ROWS value) at batch 1 on WORK's base and pairs;
+    ``train``: more TrainerConfig fields (e.g. mixed_precision)."""
     from distill.reflow.config import ReflowTrainConfig, _reflow_train_defaults
     from studio.models.levers import MemoryLevers
-    from studio.training.loop import train
 
-    spec = ROWS[row]
     levers = MemoryLevers(**{k: v for k, v in spec.items() if k not in TRAIN_FIELDS})
     tcfg = replace(_reflow_train_defaults(), steps=steps, batch_size=1, tracker="none", progress=False,
-                   checkpoint_every=10 ** 6, **{k: v for k, v in spec.items() if k in TRAIN_FIELDS})
-    cfg = ReflowTrainConfig(init=str(work / "base"), pairs=str(work / "pairs"), out=str(work / "train"),
-                            memory=levers, train=tcfg)
+                   checkpoint_every=10 ** 6, **{k: v for k, v in spec.items() if k in TRAIN_FIELDS}, **train)
+    return ReflowTrainConfig(init=str(work / "base"), pairs=str(work / "pairs"), out=str(work / "train"),
+                             memory=levers, train=tcfg)
+
+
+def part_train(work: Path, row: str, steps: int) -> dict:
+    from distill.reflow.commands import reflow_method
+    from studio.training.loop import train
+
+    cfg = row_config(work, ROWS[row], steps)
+    tcfg = cfg.train
     method = reflow_method(cfg)
     trained = sum(p.numel() for m in method.trainable().values() for p in m.parameters() if p.requires_grad)
     marks = {}
