@@ -110,3 +110,47 @@ def test_uint8_conversion_rounds():
     x = to_uint8_rgb(np.full((1, 2, 2, 3), 0.999 / 255 * 254.6, dtype=np.float32))
     assert int(x[0, 0, 0, 0]) == 254  # 254.35 rounds down
     assert int(to_uint8_rgb(np.full((1, 2, 2, 3), 254.6 / 255, dtype=np.float32))[0, 0, 0, 0]) == 255  # truncation: 254
+
+
+def test_folder_kid_at_subset_size_n_equals_torch_fidelity(folders, tmp_path):
+    import torch_fidelity
+
+    a, b = folders
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = compute_fid(FIDConfig(str(a), str(b), opts=_opts(metrics="fid,kid,pr", kid_subsets=2,
+                                                                 kid_subset_size=20)))
+    weights = tmp_path / "inception.pth"
+    torch.save(resolve_weights()[0], weights)
+    ref = torch_fidelity.calculate_metrics(input1=str(a), input2=str(b), kid=True, kid_subsets=2, kid_subset_size=20,
+                                           verbose=False, cuda=False, feature_extractor_weights_path=str(weights))
+    assert ours["kid"]["kid_mean"] == pytest.approx(ref["kernel_inception_distance_mean"], rel=1e-4)
+    assert ours["kid"]["kid_std"] < 1e-6 * ours["kid"]["kid_mean"]  # size N: every subset is the whole set
+    assert 0 <= ours["precision_recall"]["precision"] <= 1 and ours["precision_recall"]["k"] == 3
+
+
+def test_every_metric_comes_from_one_feature_pass(folders, monkeypatch):
+    from studio.fid.extractor import FeatureExtractor
+
+    seen = []
+    call = FeatureExtractor.__call__
+    monkeypatch.setattr(FeatureExtractor, "__call__", lambda self, batch: seen.append(len(batch)) or call(self, batch))
+    a, b = folders
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = compute_fid(FIDConfig(str(a), str(b), opts=_opts(metrics="fid,kid,pr", kid_subset_size=10)))
+    assert sum(seen) == r["n_real"] + r["n_fake"] == 40  # each image's features extracted once
+    assert {"fid", "kid", "precision_recall"} <= set(r)
+
+
+def test_kid_and_pr_refuse_a_statistics_file_and_unknown_metrics(folders, tmp_path):
+    a, _ = folders
+    from studio.fid.run import FIDStatsConfig, compute_stats
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        npz = compute_stats(FIDStatsConfig(str(a), out=str(tmp_path / "a.npz"), opts=_opts()))
+        with pytest.raises(StudioError, match="statistics file; kid and pr need"):
+            compute_fid(FIDConfig(str(npz), str(a), opts=_opts(metrics="kid")))
+        with pytest.raises(StudioError, match="choose from fid, kid, pr"):
+            compute_fid(FIDConfig(str(a), str(a), opts=_opts(metrics="fid,clip")))

@@ -1,4 +1,9 @@
-"""``studio fid REAL FAKE`` and ``studio fid-stats SPEC``: FID with its protocol on record."""
+"""``studio fid REAL FAKE`` and ``studio fid-stats SPEC``: FID with its protocol on record.
+
+``--metrics fid,kid,pr`` adds KID (``studio.fid.kid``) and precision/recall
+(``studio.fid.precision_recall``), computed with FID from one pass of Inception pool features per
+side; the features are cached like the statistics (``cache_dir()/features``).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from studio import StudioError
@@ -20,9 +27,11 @@ from studio.data import FASHION_MNIST_CLASSES, class_prompts, read_prompt_file
 from studio.fid.extractor import FeatureExtractor, Resize
 from studio.fid.frechet import frechet_distance
 from studio.fid.inception import cache_dir
+from studio.fid.kid import SUBSETS, kid
+from studio.fid.precision_recall import K, precision_recall
 from studio.fid.sources import Source, open_source
 from studio.fid.stats import FeatureStats, load_stats, save_stats
-from studio.files import check_writable, write_json
+from studio.files import atomic_path, check_writable, write_json
 
 BIAS_WARNING_N = 2048  # below the feature dimension the covariance is rank-deficient
 
@@ -42,7 +51,12 @@ class FIDOptions:
     seed: int = 0
     solver: Solver = "auto"
     device: str = "cpu"
-    cache: bool = option(True, "cache statistics of datasets and folders")
+    cache: bool = option(True, "cache statistics (and features, for kid/pr) of datasets and folders")
+    metrics: str = option("fid", "comma-separated: fid, kid, pr (precision and recall); all from one feature pass")
+    kid_subsets: int = option(SUBSETS, "KID: random subsets (mean and std over them)", ge=1)
+    kid_subset_size: int = option(0, "KID: images per side in a subset (0: min(1000, N); N: the whole-set "
+                                     "estimate)", ge=0)
+    pr_k: int = option(K, "precision/recall: the k-th neighbour sets each ball's radius (the paper: 3)", ge=1)
 
 
 @dataclass
@@ -64,28 +78,72 @@ class FIDStatsConfig:
     opts: FIDOptions = option(factory=FIDOptions, flatten=True)
 
 
+METRICS = ("fid", "kid", "pr")
+
+
+def _cache_file(src: Source, ex: FeatureExtractor, opts: FIDOptions, kind: str, suffix: str) -> Path | None:
+    if not (opts.cache and src.cache_key):
+        return None
+    key = hashlib.sha256(json.dumps([src.cache_key, ex.protocol]).encode()).hexdigest()[:24]
+    return cache_dir() / kind / f"{key}{suffix}"
+
+
+def _stream(src: Source, ex: FeatureExtractor, opts: FIDOptions, each) -> None:
+    """Feed every batch of features of ``src`` to ``each``: the one feature pass over its images."""
+    bs = opts.batch_size or (256 if ex.device.type == "cuda" else 64)
+    with tqdm(total=src.count, desc=f"features {src.spec}", unit="img") as bar:
+        for batch in src.batches(bs):
+            each(ex(batch))
+            bar.update(len(batch))
+
+
+def _features(src: Source, ex: FeatureExtractor, opts: FIDOptions) -> np.ndarray:
+    """(N, 2048) float32 pool features of a source, from the cache or one pass over its images; memory
+    N x 8 kB per side (40 MB at N = 5,000)."""
+    if src.kind == "stats":
+        raise StudioError(f"{src.spec} is a statistics file; kid and pr need the images or features, not mu and "
+                          "sigma (pass a folder, dataset split or pipeline, or use --metrics fid)")
+    cached = _cache_file(src, ex, opts, "features", ".npy")
+    if cached is not None and cached.is_file():
+        return np.load(cached, allow_pickle=False)
+    parts = []
+    _stream(src, ex, opts, lambda f: parts.append(f.detach().to("cpu", torch.float32).numpy()))
+    feats = np.concatenate(parts)
+    if cached is not None:
+        with atomic_path(cached) as tmp, open(tmp, "wb") as f:
+            np.save(f, feats, allow_pickle=False)
+    return feats
+
+
 def _statistics(src: Source, ex: FeatureExtractor, opts: FIDOptions):
     """(mu, sigma, n) of a source, from its file, the cache, or by streaming its images."""
     if src.kind == "stats":
         mu, sigma, n, _ = load_stats(src.spec)
         return mu, sigma, n
-    cached = None
-    if opts.cache and src.cache_key:
-        key = hashlib.sha256(json.dumps([src.cache_key, ex.protocol]).encode()).hexdigest()[:24]
-        cached = cache_dir() / "stats" / f"{key}.npz"
-        if cached.is_file():
-            mu, sigma, n, _ = load_stats(cached)
-            return mu, sigma, n
-    bs = opts.batch_size or (256 if ex.device.type == "cuda" else 64)
+    cached = _cache_file(src, ex, opts, "stats", ".npz")
+    if cached is not None and cached.is_file():
+        mu, sigma, n, _ = load_stats(cached)
+        return mu, sigma, n
     stats = FeatureStats(2048)
-    with tqdm(total=src.count, desc=f"features {src.spec}", unit="img") as bar:
-        for batch in src.batches(bs):
-            stats.update(ex(batch))
-            bar.update(len(batch))
+    _stream(src, ex, opts, stats.update)
     mu, sigma = stats.mu_sigma()
     if cached is not None:
         save_stats(cached, mu, sigma, stats.n, {"source": src.cache_key, **ex.protocol})
     return mu, sigma, stats.n
+
+
+def _metrics(spec: str) -> list[str]:
+    names = [m.strip() for m in spec.split(",") if m.strip()]
+    unknown = [m for m in names if m not in METRICS]
+    if unknown or not names:
+        raise StudioError(f"--metrics {spec!r}: choose from {', '.join(METRICS)}, comma-separated")
+    return names
+
+
+def _moments(feats: np.ndarray):
+    stats = FeatureStats(feats.shape[1])
+    stats.update(torch.from_numpy(feats))
+    return (*stats.mu_sigma(), stats.n)
 
 
 def _prompts(opts: FIDOptions, other: Source | None) -> list[str]:
@@ -118,16 +176,32 @@ def compute_fid(cfg: FIDConfig) -> dict:
     opts = cfg.opts
     ex = FeatureExtractor(opts.inception_weights or None, opts.resize, resolve_device(opts.device))
     t0 = time.perf_counter()
+    metrics = _metrics(opts.metrics)
     real, fake = _open_pair([cfg.real, cfg.fake], opts)
-    (mu1, s1, n1), (mu2, s2, n2) = _statistics(real, ex, opts), _statistics(fake, ex, opts)
+    extra = {}
+    if metrics == ["fid"]:
+        (mu1, s1, n1), (mu2, s2, n2) = _statistics(real, ex, opts), _statistics(fake, ex, opts)
+    else:  # one feature pass per side serves every metric
+        f1, f2 = _features(real, ex, opts), _features(fake, ex, opts)
+        (mu1, s1, n1), (mu2, s2, n2) = _moments(f1), _moments(f2)
+        if "kid" in metrics:
+            extra["kid"] = kid(f1, f2, opts.kid_subsets, opts.kid_subset_size, opts.seed)
+        if "pr" in metrics:
+            extra["precision_recall"] = precision_recall(f1, f2, opts.pr_k)
     for n, spec in ((n1, cfg.real), (n2, cfg.fake)):
         _warn_small(n, spec)
     value = frechet_distance(mu1, s1, mu2, s2)
-    result = {"fid": value, "real": cfg.real, "fake": cfg.fake, "n_real": n1, "n_fake": n2,
+    result = {"fid": value, **extra, "real": cfg.real, "fake": cfg.fake, "n_real": n1, "n_fake": n2,
               "skipped_unreadable": real.skipped + fake.skipped, "protocol": ex.protocol,
               "settings": asdict(opts), "seconds": round(time.perf_counter() - t0, 2),
               "generation": {src.spec: src.generation for src in (real, fake) if src.generation}}
-    print(f"FID {value:.4f} (N real {n1}, N fake {n2}, resize {opts.resize})")
+    shown = [f"FID {value:.4f}"]
+    if "kid" in extra:
+        shown.append(f"KID {extra['kid']['kid_mean']:.5f} +- {extra['kid']['kid_std']:.5f}")
+    if "precision_recall" in extra:
+        shown.append(f"precision {extra['precision_recall']['precision']:.3f} recall "
+                     f"{extra['precision_recall']['recall']:.3f}")
+    print(", ".join(shown) + f" (N real {n1}, N fake {n2}, resize {opts.resize})")
     if cfg.out:
         write_json(cfg.out, result)
     return result
