@@ -150,7 +150,35 @@ def test_kid_and_pr_refuse_a_statistics_file_and_unknown_metrics(folders, tmp_pa
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         npz = compute_stats(FIDStatsConfig(str(a), out=str(tmp_path / "a.npz"), opts=_opts()))
-        with pytest.raises(StudioError, match="statistics file; kid and pr need"):
+        with pytest.raises(StudioError, match="statistics file; kid, pr and per-class need"):
             compute_fid(FIDConfig(str(npz), str(a), opts=_opts(metrics="kid")))
-        with pytest.raises(StudioError, match="choose from fid, kid, pr"):
+        with pytest.raises(StudioError, match="choose from fid, kid, pr, per-class"):
             compute_fid(FIDConfig(str(a), str(a), opts=_opts(metrics="fid,clip")))
+
+
+def test_per_class_fid_of_a_labelled_folder_equals_fid_class_by_class(tmp_path):
+    real, fake = tmp_path / "real", tmp_path / "fake"
+    for k, name in enumerate(("bag", "coat")):
+        _folder(real / name, 12, 0 + 40 * k, 200, seed=k)
+        _folder(fake / name, 12, 30 + 40 * k, 255, seed=10 + k)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = compute_fid(FIDConfig(str(real), str(fake), opts=_opts(metrics="fid,per-class")))["per_class_fid"]
+        for name in ("bag", "coat"):
+            alone = compute_fid(FIDConfig(str(real / name), str(fake / name), opts=_opts()))["fid"]
+            assert got["per_class"][name] == pytest.approx(alone, rel=1e-4)
+        assert got["mean"] == pytest.approx(np.mean(list(got["per_class"].values())))
+        with pytest.raises(StudioError, match="per-class needs labels on both sides; .* has none"):
+            compute_fid(FIDConfig(str(real), str(real / "bag"), opts=_opts(metrics="per-class")))
+
+
+def test_per_class_fid_of_a_split_against_class_prompted_samples(fake_fmnist, tiny_pipeline_dir):
+    from studio.data import FASHION_MNIST_CLASSES
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = compute_fid(FIDConfig("fashion-mnist:test", str(tiny_pipeline_dir),
+                                  opts=FIDOptions(num=20, cache=False, data_dir=str(fake_fmnist), steps=1,
+                                                  metrics="per-class")))
+    assert list(r["per_class_fid"]["per_class"]) == list(FASHION_MNIST_CLASSES)  # image k: class k mod 10
+    assert all(v > 0 for v in r["per_class_fid"]["per_class"].values())

@@ -1,8 +1,9 @@
 """``studio fid REAL FAKE`` and ``studio fid-stats SPEC``: FID with its protocol on record.
 
-``--metrics fid,kid,pr`` adds KID (``studio.fid.kid``) and precision/recall
-(``studio.fid.precision_recall``), computed with FID from one pass of Inception pool features per
-side; the features are cached like the statistics (``cache_dir()/features``).
+``--metrics fid,kid,pr,per-class`` adds KID (``studio.fid.kid``), precision/recall
+(``studio.fid.precision_recall``) and per-class FID (labelled sides, ``studio.fid.sources``),
+computed with FID from one pass of Inception pool features per side; the features and labels are
+cached like the statistics (``cache_dir()/features``).
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ class FIDOptions:
     solver: Solver = "auto"
     device: str = "cpu"
     cache: bool = option(True, "cache statistics (and features, for kid/pr) of datasets and folders")
-    metrics: str = option("fid", "comma-separated: fid, kid, pr (precision and recall); all from one feature pass")
+    metrics: str = option("fid", "comma-separated: fid, kid, pr (precision and recall), per-class (FID per class, "
+                                 "labelled sides); all from one feature pass")
     kid_subsets: int = option(SUBSETS, "KID: random subsets (mean and std over them)", ge=1)
     kid_subset_size: int = option(0, "KID: images per side in a subset (0: min(1000, N); N: the whole-set "
                                      "estimate)", ge=0)
@@ -78,7 +80,7 @@ class FIDStatsConfig:
     opts: FIDOptions = option(factory=FIDOptions, flatten=True)
 
 
-METRICS = ("fid", "kid", "pr")
+METRICS = ("fid", "kid", "pr", "per-class")
 
 
 def _cache_file(src: Source, ex: FeatureExtractor, opts: FIDOptions, kind: str, suffix: str) -> Path | None:
@@ -97,22 +99,36 @@ def _stream(src: Source, ex: FeatureExtractor, opts: FIDOptions, each) -> None:
             bar.update(len(batch))
 
 
-def _features(src: Source, ex: FeatureExtractor, opts: FIDOptions) -> np.ndarray:
-    """(N, 2048) float32 pool features of a source, from the cache or one pass over its images; memory
-    N x 8 kB per side (40 MB at N = 5,000)."""
+def _features(src: Source, ex: FeatureExtractor, opts: FIDOptions) -> tuple[np.ndarray, np.ndarray | None]:
+    """(N, 2048) float32 pool features of a source and its labels (None: unlabelled), from the cache or one
+    pass over its images; memory N x 8 kB per side (40 MB at N = 5,000)."""
     if src.kind == "stats":
-        raise StudioError(f"{src.spec} is a statistics file; kid and pr need the images or features, not mu and "
-                          "sigma (pass a folder, dataset split or pipeline, or use --metrics fid)")
-    cached = _cache_file(src, ex, opts, "features", ".npy")
+        raise StudioError(f"{src.spec} is a statistics file; kid, pr and per-class need the images or features, "
+                          "not mu and sigma (pass a folder, dataset split or pipeline, or use --metrics fid)")
+    cached = _cache_file(src, ex, opts, "features", ".npz")
     if cached is not None and cached.is_file():
-        return np.load(cached, allow_pickle=False)
+        with np.load(cached, allow_pickle=False) as z:
+            return z["features"], (z["labels"] if "labels" in z.files else None)
     parts = []
     _stream(src, ex, opts, lambda f: parts.append(f.detach().to("cpu", torch.float32).numpy()))
     feats = np.concatenate(parts)
+    labels = None if src.labels is None else np.asarray(src.labels, dtype=np.int64)
     if cached is not None:
         with atomic_path(cached) as tmp, open(tmp, "wb") as f:
-            np.save(f, feats, allow_pickle=False)
-    return feats
+            np.savez(f, features=feats, **({} if labels is None else {"labels": labels}))
+    return feats, labels
+
+
+def per_class_fid(real: tuple, fake: tuple, real_names, fake_names) -> dict:
+    """FID of each class present on both sides (matched by name), from labelled features."""
+    (f1, y1), (f2, y2) = real, fake
+    out = {}
+    for c, name in enumerate(real_names):
+        if name in fake_names:
+            a, b = f1[y1 == c], f2[y2 == list(fake_names).index(name)]
+            if len(a) >= 2 and len(b) >= 2:
+                out[name] = frechet_distance(*_moments(a)[:2], *_moments(b)[:2])
+    return {"per_class": out, "mean": float(np.mean(list(out.values()))) if out else float("nan")}
 
 
 def _statistics(src: Source, ex: FeatureExtractor, opts: FIDOptions):
@@ -159,7 +175,8 @@ def _open_pair(specs: list[str], opts: FIDOptions) -> list[Source]:
     data_dir = opts.data_dir or None
     first = [None if is_pipeline_dir(s) else open_source(s, opts.num, data_dir) for s in specs]
     labelled = next((s for s in first if s is not None and s.class_names), None)
-    return [s if s is not None else open_source(spec, opts.num, data_dir, _prompts(opts, labelled), gen)
+    names = () if opts.prompts else tuple(labelled.class_names if labelled else FASHION_MNIST_CLASSES)
+    return [s if s is not None else open_source(spec, opts.num, data_dir, _prompts(opts, labelled), gen, names)
             for s, spec in zip(first, specs)]
 
 
@@ -182,8 +199,14 @@ def compute_fid(cfg: FIDConfig) -> dict:
     if metrics == ["fid"]:
         (mu1, s1, n1), (mu2, s2, n2) = _statistics(real, ex, opts), _statistics(fake, ex, opts)
     else:  # one feature pass per side serves every metric
-        f1, f2 = _features(real, ex, opts), _features(fake, ex, opts)
+        (f1, y1), (f2, y2) = _features(real, ex, opts), _features(fake, ex, opts)
         (mu1, s1, n1), (mu2, s2, n2) = _moments(f1), _moments(f2)
+        if "per-class" in metrics:
+            for src, y in ((real, y1), (fake, y2)):
+                if y is None:
+                    raise StudioError(f"per-class needs labels on both sides; {src.spec} has none (a folder needs "
+                                      "class subfolders, a pipeline the default class prompts, not --prompts)")
+            extra["per_class_fid"] = per_class_fid((f1, y1), (f2, y2), real.class_names, fake.class_names)
         if "kid" in metrics:
             extra["kid"] = kid(f1, f2, opts.kid_subsets, opts.kid_subset_size, opts.seed)
         if "pr" in metrics:

@@ -7,6 +7,9 @@
   k mod P with seed ``seed + k``; prompts come from a prompt file or, by default, the class
   prompts of the labelled other side (or of Fashion-MNIST);
 - a statistics file (``.npz`` with ``mu`` and ``sigma``).
+
+Labels (for per-class metrics): a dataset split's own; a folder's class subfolders
+(root/<class>/...); a pipeline sampled with class prompts (image k shows class k mod P).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class Source:
     cache_key: str | None = None  # None: never cache (generated images)
     skipped: int = 0
     generation: dict | None = None  # a pipeline side: the steps, guidance, seed and solver used
+    labels: list | None = None  # class index of each image (of a folder: each image the last pass read)
 
 
 def _folder(spec: str, num: int) -> Source:
@@ -44,18 +48,26 @@ def _folder(spec: str, num: int) -> Source:
         raise StudioError(f"image folder {root} has no images")
     files = files[:num] if num else files
     src = Source(spec, "images", count=len(files))
+    parents = [p.relative_to(root).parts for p in files]
+    if all(len(parts) > 1 for parts in parents):  # class subfolders: root/<class>/.../image
+        src.class_names = tuple(sorted({parts[0] for parts in parents}))
+        src.labels, index = [], {name: i for i, name in enumerate(src.class_names)}
     stamp = hashlib.sha256("\n".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files).encode())
     src.cache_key = f"folder:{root.resolve()}:{stamp.hexdigest()[:16]}"
 
     def batches(size: int):
         buf = []
-        for path in files:
+        if src.labels is not None:
+            src.labels = []  # of the images of this pass
+        for path, parts in zip(files, parents):
             try:
                 with Image.open(path) as im:
                     arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
             except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
                 src.skipped += 1
                 continue
+            if src.labels is not None:
+                src.labels.append(index[parts[0]])
             if buf and (arr.shape != buf[0].shape or len(buf) == size):  # a batch holds one size
                 yield np.stack(buf)
                 buf = []
@@ -82,10 +94,11 @@ def _dataset(spec: str, num: int, data_dir) -> Source:
             yield images[lo:lo + size]
 
     return Source(spec, "images", count=len(images), class_names=tuple(ds.class_names), batches=batches,
-                  cache_key=f"dataset:{spec}:{root}:{len(images)}")
+                  cache_key=f"dataset:{spec}:{root}:{len(images)}", labels=[int(y) for y in ds.labels])
 
 
-def _pipeline(spec: str, num: int, prompts: list[str], gen: dict) -> Source:
+def _pipeline(spec: str, num: int, prompts: list[str], gen: dict, class_names: tuple = ()) -> Source:
+    """``class_names``: the prompts are those classes' prompts in order, so image k shows class k mod P."""
     from studio.models.backbone import load_pipeline
     from studio.models.model_info import sampling_settings
     from studio.diffusion.sampling import generate
@@ -103,18 +116,19 @@ def _pipeline(spec: str, num: int, prompts: list[str], gen: dict) -> Source:
             yield generate(pipe, chunk, steps=gen["steps"], guidance=gen["guidance"], seed=gen["seed"] + lo,
                            solver=gen.get("solver", "auto"), batch_size=size)
 
-    return Source(spec, "images", count=num, batches=batches, generation=gen)
+    return Source(spec, "images", count=num, batches=batches, generation=gen, class_names=tuple(class_names),
+                  labels=[k % len(prompts) for k in range(num)] if class_names else None)
 
 
 def open_source(spec: str, num: int = 0, data_dir=None, prompts: list[str] | None = None,
-                gen: dict | None = None) -> Source:
+                gen: dict | None = None, class_names: tuple = ()) -> Source:
     if spec.endswith(".npz"):
         return Source(spec, "stats", cache_key=None)
     if spec.split(":", 1)[0] == "fashion-mnist":
         return _dataset(spec, num, data_dir)
     path = Path(spec)
     if is_pipeline_dir(path):
-        return _pipeline(spec, num, prompts or [], gen or {})
+        return _pipeline(spec, num, prompts or [], gen or {}, class_names)
     if path.is_dir():
         return _folder(spec, num)
     raise StudioError(f"{spec!r} is not an image folder, a dataset split (fashion-mnist:train|test), "
