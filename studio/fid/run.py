@@ -55,7 +55,7 @@ class FIDOptions:
     cache: bool = option(True, "cache statistics (and features, for kid/pr) of datasets and folders")
     metrics: str = option("fid", "comma-separated: fid, kid, pr (precision and recall), per-class (FID per class, "
                                  "labelled sides); all from one feature pass")
-    kid_subsets: int = option(SUBSETS, "KID: random subsets (mean and std over them)", ge=1)
+    kid_subsets: int = option(SUBSETS, "KID: random subsets, drawn with --seed (mean and std over them)", ge=1)
     kid_subset_size: int = option(0, "KID: images per side in a subset (0: min(1000, N); N: the whole-set "
                                      "estimate)", ge=0)
     pr_k: int = option(K, "precision/recall: the k-th neighbour sets each ball's radius (the paper: 3)", ge=1)
