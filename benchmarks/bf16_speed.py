@@ -20,7 +20,7 @@ import torch
 from _common import write_result
 
 from consistency.model import build_unet
-from distill.cda.classifier import build_classifier
+from studio.models.classifier import build_classifier
 
 
 def cda_step():

@@ -54,7 +54,7 @@ import numpy as np
 from _common import RESULTS, machine, write_result
 
 from distill.cda.config import EvalConfig, RecoverConfig, SqueezeConfig
-from distill.cda.classifier import WEIGHTS
+from studio.models.classifier import WEIGHTS
 from distill.cda.commands import run_eval, run_squeeze
 from distill.cda.objective import RESULT
 from distill.cda.recover import load_distilled, run_recover

@@ -10,7 +10,7 @@ from torch import nn
 
 from distill.cda.augment import mix, random_resized_crop
 from distill.cda.bn_matching import BNStatsLoss
-from distill.cda.classifier import build_classifier, load_classifier, save_classifier
+from studio.models.classifier import build_classifier, load_classifier, save_classifier
 from distill.cda.config import EvalConfig, RecoverConfig, SqueezeConfig
 from distill.cda.curriculum import SCHEDULES, crop_scale_lower_bound
 from distill.cda.commands import random_subset, run_eval, run_squeeze
@@ -286,7 +286,7 @@ def test_random_subset_takes_ipc_images_of_every_class(fake_fmnist):
 
 
 def _top1(model, data_dir) -> float:
-    """Test top-1 (%) computed here image by image, independently of distill.cda.classifier.accuracy."""
+    """Test top-1 (%) computed here image by image, independently of studio.models.classifier.accuracy."""
     from studio.data import load_dataset
 
     test = load_dataset("fashion-mnist:test", data_dir=data_dir)

@@ -150,9 +150,9 @@ def test_kid_and_pr_refuse_a_statistics_file_and_unknown_metrics(folders, tmp_pa
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         npz = compute_stats(FIDStatsConfig(str(a), out=str(tmp_path / "a.npz"), opts=_opts()))
-        with pytest.raises(StudioError, match="statistics file; kid, pr and per-class need"):
+        with pytest.raises(StudioError, match="statistics file; kid, pr, per-class and agreement need"):
             compute_fid(FIDConfig(str(npz), str(a), opts=_opts(metrics="kid")))
-        with pytest.raises(StudioError, match="choose from fid, kid, pr, per-class"):
+        with pytest.raises(StudioError, match="choose from fid, kid, pr, per-class, agreement"):
             compute_fid(FIDConfig(str(a), str(a), opts=_opts(metrics="fid,clip")))
 
 

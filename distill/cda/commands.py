@@ -20,7 +20,7 @@ from studio.data import load_dataset
 from studio.data.captioned import CaptionedImages
 from studio.training.driver import Stage, run
 
-from distill.cda.classifier import META, WEIGHTS, build_classifier, load_classifier, load_weights
+from studio.models.classifier import META, WEIGHTS, build_classifier, load_classifier, load_weights
 from distill.cda.config import EvalConfig, RecoverConfig, SqueezeConfig
 from distill.cda.objective import RESULT, ClassifierTraining, SoftLabelTraining
 from distill.cda.recover import load_distilled, run_recover

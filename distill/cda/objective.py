@@ -27,7 +27,7 @@ from studio.training.method import Method
 
 from distill.cda.augment import mix, pad_crop, random_flip, random_resized_crop, roll_jitter
 from distill.cda.bn_matching import BNStatsLoss
-from distill.cda.classifier import accuracy, save_classifier
+from studio.models.classifier import accuracy, save_classifier
 from distill.cda.curriculum import MAX_SCALE, crop_scale_lower_bound
 
 RESULT = "result.json"

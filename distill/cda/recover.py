@@ -43,7 +43,7 @@ from studio.training.randomness import stream_seed
 from studio.training.config import TrainerConfig
 from studio.training.loop import train
 
-from distill.cda.classifier import load_classifier
+from studio.models.classifier import load_classifier
 from distill.cda.config import RecoverConfig
 from distill.cda.objective import Recovery
 

@@ -1,15 +1,15 @@
 """``studio fid REAL FAKE`` and ``studio fid-stats SPEC``: FID with its protocol on record.
 
-``--metrics fid,kid,pr,per-class`` adds KID (``studio.fid.kid``), precision/recall
-(``studio.fid.precision_recall``) and per-class FID (labelled sides, ``studio.fid.sources``),
-computed with FID from one pass of Inception pool features per side; the features and labels are
-cached like the statistics (``cache_dir()/features``).
+``--metrics fid,kid,pr,per-class,agreement`` adds KID (``studio.fid.kid``), precision/recall
+(``studio.fid.precision_recall``), per-class FID (labelled sides, ``studio.fid.sources``) and class
+agreement (``studio.fid.agreement``, with ``--classifier``), computed with FID from one pass over
+each side's images (``studio.fid.passes``); the features and labels are cached like the statistics.
+Memory is bounded by the features: N x 8 kB per side (40 MB at N = 5,000), plus a KID subset's
+three m x m kernels (24 MB at m = 1,000) and precision/recall's 1,024 x N distance chunks.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from studio import StudioError
 from studio.cli.schema import option, validate
@@ -25,14 +24,15 @@ from studio.devices import resolve_device
 from studio.diffusion.sampling import Solver
 from studio.models.backbone import is_pipeline_dir
 from studio.data import FASHION_MNIST_CLASSES, class_prompts, read_prompt_file
+from studio.fid.agreement import ClassJudge, class_agreement
 from studio.fid.extractor import FeatureExtractor, Resize
 from studio.fid.frechet import frechet_distance
-from studio.fid.inception import cache_dir
 from studio.fid.kid import SUBSETS, kid
 from studio.fid.precision_recall import K, precision_recall
+from studio.fid.passes import features, statistics
 from studio.fid.sources import Source, open_source
-from studio.fid.stats import FeatureStats, load_stats, save_stats
-from studio.files import atomic_path, check_writable, write_json
+from studio.fid.stats import FeatureStats, save_stats
+from studio.files import check_writable, write_json
 
 BIAS_WARNING_N = 2048  # below the feature dimension the covariance is rank-deficient
 
@@ -54,11 +54,13 @@ class FIDOptions:
     device: str = "cpu"
     cache: bool = option(True, "cache statistics (and features, for kid/pr) of datasets and folders")
     metrics: str = option("fid", "comma-separated: fid, kid, pr (precision and recall), per-class (FID per class, "
-                                 "labelled sides); all from one feature pass")
+                                 "labelled sides), agreement (class agreement, --classifier); one pass per side")
     kid_subsets: int = option(SUBSETS, "KID: random subsets, drawn with --seed (mean and std over them)", ge=1)
     kid_subset_size: int = option(0, "KID: images per side in a subset (0: min(1000, N); N: the whole-set "
                                      "estimate)", ge=0)
     pr_k: int = option(K, "precision/recall: the k-th neighbour sets each ball's radius (the paper: 3)", ge=1)
+    classifier: str = option("", "agreement: a classifier directory from `studio cda squeeze`, trained on the "
+                                 "real data, that judges whether each sample shows its prompted class")
 
 
 @dataclass
@@ -80,43 +82,7 @@ class FIDStatsConfig:
     opts: FIDOptions = option(factory=FIDOptions, flatten=True)
 
 
-METRICS = ("fid", "kid", "pr", "per-class")
-
-
-def _cache_file(src: Source, ex: FeatureExtractor, opts: FIDOptions, kind: str, suffix: str) -> Path | None:
-    if not (opts.cache and src.cache_key):
-        return None
-    key = hashlib.sha256(json.dumps([src.cache_key, ex.protocol]).encode()).hexdigest()[:24]
-    return cache_dir() / kind / f"{key}{suffix}"
-
-
-def _stream(src: Source, ex: FeatureExtractor, opts: FIDOptions, each) -> None:
-    """Feed every batch of features of ``src`` to ``each``: the one feature pass over its images."""
-    bs = opts.batch_size or (256 if ex.device.type == "cuda" else 64)
-    with tqdm(total=src.count, desc=f"features {src.spec}", unit="img") as bar:
-        for batch in src.batches(bs):
-            each(ex(batch))
-            bar.update(len(batch))
-
-
-def _features(src: Source, ex: FeatureExtractor, opts: FIDOptions) -> tuple[np.ndarray, np.ndarray | None]:
-    """(N, 2048) float32 pool features of a source and its labels (None: unlabelled), from the cache or one
-    pass over its images; memory N x 8 kB per side (40 MB at N = 5,000)."""
-    if src.kind == "stats":
-        raise StudioError(f"{src.spec} is a statistics file; kid, pr and per-class need the images or features, "
-                          "not mu and sigma (pass a folder, dataset split or pipeline, or use --metrics fid)")
-    cached = _cache_file(src, ex, opts, "features", ".npz")
-    if cached is not None and cached.is_file():
-        with np.load(cached, allow_pickle=False) as z:
-            return z["features"], (z["labels"] if "labels" in z.files else None)
-    parts = []
-    _stream(src, ex, opts, lambda f: parts.append(f.detach().to("cpu", torch.float32).numpy()))
-    feats = np.concatenate(parts)
-    labels = None if src.labels is None else np.asarray(src.labels, dtype=np.int64)
-    if cached is not None:
-        with atomic_path(cached) as tmp, open(tmp, "wb") as f:
-            np.savez(f, features=feats, **({} if labels is None else {"labels": labels}))
-    return feats, labels
+METRICS = ("fid", "kid", "pr", "per-class", "agreement")
 
 
 def per_class_fid(real: tuple, fake: tuple, real_names, fake_names) -> dict:
@@ -129,23 +95,6 @@ def per_class_fid(real: tuple, fake: tuple, real_names, fake_names) -> dict:
             if len(a) >= 2 and len(b) >= 2:
                 out[name] = frechet_distance(*_moments(a)[:2], *_moments(b)[:2])
     return {"per_class": out, "mean": float(np.mean(list(out.values()))) if out else float("nan")}
-
-
-def _statistics(src: Source, ex: FeatureExtractor, opts: FIDOptions):
-    """(mu, sigma, n) of a source, from its file, the cache, or by streaming its images."""
-    if src.kind == "stats":
-        mu, sigma, n, _ = load_stats(src.spec)
-        return mu, sigma, n
-    cached = _cache_file(src, ex, opts, "stats", ".npz")
-    if cached is not None and cached.is_file():
-        mu, sigma, n, _ = load_stats(cached)
-        return mu, sigma, n
-    stats = FeatureStats(2048)
-    _stream(src, ex, opts, stats.update)
-    mu, sigma = stats.mu_sigma()
-    if cached is not None:
-        save_stats(cached, mu, sigma, stats.n, {"source": src.cache_key, **ex.protocol})
-    return mu, sigma, stats.n
 
 
 def _metrics(spec: str) -> list[str]:
@@ -180,6 +129,41 @@ def _open_pair(specs: list[str], opts: FIDOptions) -> list[Source]:
             for s, spec in zip(first, specs)]
 
 
+def _judge(metrics: list[str], opts: FIDOptions, fake: Source) -> ClassJudge | None:
+    if "agreement" not in metrics:
+        return None
+    if not opts.classifier:
+        raise StudioError("agreement needs --classifier DIR: a classifier trained on the real data "
+                          "(`studio cda squeeze --resolution 32 --out DIR`; the app ships ui/models/classifier)")
+    if fake.labels is None:
+        raise StudioError(f"agreement needs class-labelled samples; {fake.spec} has none (a pipeline with the "
+                          "default class prompts, not --prompts, or a folder with class subfolders)")
+    return ClassJudge(opts.classifier, resolve_device(opts.device))
+
+
+def _feature_metrics(metrics: list[str], real: Source, fake: Source, ex: FeatureExtractor, opts: FIDOptions):
+    """The moments of both sides and every metric beyond FID, from one pass over each side's images."""
+    judge = _judge(metrics, opts, fake)
+    (f1, y1, p1), (f2, y2, p2) = (features(real, ex, opts, judge if real.labels is not None else None),
+                                  features(fake, ex, opts, judge))
+    extra = {}
+    if "per-class" in metrics:
+        for src, y in ((real, y1), (fake, y2)):
+            if y is None:
+                raise StudioError(f"per-class needs labels on both sides; {src.spec} has none (a folder needs "
+                                  "class subfolders, a pipeline the default class prompts, not --prompts)")
+        extra["per_class_fid"] = per_class_fid((f1, y1), (f2, y2), real.class_names, fake.class_names)
+    if "kid" in metrics:
+        extra["kid"] = kid(f1, f2, opts.kid_subsets, opts.kid_subset_size, opts.seed)
+    if "pr" in metrics:
+        extra["precision_recall"] = precision_recall(f1, f2, opts.pr_k)
+    if judge is not None:
+        extra["agreement"] = {**class_agreement(p2, y2, fake.class_names, judge.class_names),
+                              "real": (class_agreement(p1, y1, real.class_names, judge.class_names)["agreement"]
+                                       if p1 is not None else None), "judge": judge.protocol}
+    return _moments(f1), _moments(f2), extra
+
+
 def _warn_small(n: int, spec: str) -> None:
     if 0 < n < BIAS_WARNING_N:
         warnings.warn(f"FID from N={n} images of {spec}: below {BIAS_WARNING_N} the estimate is strongly biased "
@@ -197,20 +181,9 @@ def compute_fid(cfg: FIDConfig) -> dict:
     real, fake = _open_pair([cfg.real, cfg.fake], opts)
     extra = {}
     if metrics == ["fid"]:
-        (mu1, s1, n1), (mu2, s2, n2) = _statistics(real, ex, opts), _statistics(fake, ex, opts)
-    else:  # one feature pass per side serves every metric
-        (f1, y1), (f2, y2) = _features(real, ex, opts), _features(fake, ex, opts)
-        (mu1, s1, n1), (mu2, s2, n2) = _moments(f1), _moments(f2)
-        if "per-class" in metrics:
-            for src, y in ((real, y1), (fake, y2)):
-                if y is None:
-                    raise StudioError(f"per-class needs labels on both sides; {src.spec} has none (a folder needs "
-                                      "class subfolders, a pipeline the default class prompts, not --prompts)")
-            extra["per_class_fid"] = per_class_fid((f1, y1), (f2, y2), real.class_names, fake.class_names)
-        if "kid" in metrics:
-            extra["kid"] = kid(f1, f2, opts.kid_subsets, opts.kid_subset_size, opts.seed)
-        if "pr" in metrics:
-            extra["precision_recall"] = precision_recall(f1, f2, opts.pr_k)
+        (mu1, s1, n1), (mu2, s2, n2) = statistics(real, ex, opts), statistics(fake, ex, opts)
+    else:  # one pass over each side's images serves every metric
+        (mu1, s1, n1), (mu2, s2, n2), extra = _feature_metrics(metrics, real, fake, ex, opts)
     for n, spec in ((n1, cfg.real), (n2, cfg.fake)):
         _warn_small(n, spec)
     value = frechet_distance(mu1, s1, mu2, s2)
@@ -224,6 +197,9 @@ def compute_fid(cfg: FIDConfig) -> dict:
     if "precision_recall" in extra:
         shown.append(f"precision {extra['precision_recall']['precision']:.3f} recall "
                      f"{extra['precision_recall']['recall']:.3f}")
+    if "agreement" in extra:
+        shown.append(f"class agreement {extra['agreement']['agreement']:.2f} % (judge test top-1 "
+                     f"{extra['agreement']['judge']['test_top1']} %)")
     print(", ".join(shown) + f" (N real {n1}, N fake {n2}, resize {opts.resize})")
     if cfg.out:
         write_json(cfg.out, result)
@@ -238,6 +214,6 @@ def compute_stats(cfg: FIDStatsConfig) -> Path:
     (src,) = _open_pair([cfg.spec], opts)
     if src.kind == "stats":
         raise StudioError(f"{cfg.spec} already is a statistics file")
-    mu, sigma, n = _statistics(src, ex, opts)
+    mu, sigma, n = statistics(src, ex, opts)
     _warn_small(n, cfg.spec)
     return save_stats(cfg.out, mu, sigma, n, {"source": cfg.spec, **ex.protocol})

@@ -1,4 +1,7 @@
-"""Teacher/student classifiers: construction, safetensors save/load, test accuracy.
+"""Image classifiers the studio trains itself: construction, safetensors save/load, test accuracy.
+
+They serve as CDA's teacher and students (``distill.cda``) and as the judge of class agreement
+(``studio.fid.agreement``).
 
 ``resnet18-small`` is torchvision's ResNet-18 with the stem CDA/SRe2L use for small images
 (3x3 stride-1 ``conv1``, no max-pool). ``--width`` scales its channels (64: the paper's model;
@@ -76,7 +79,7 @@ def read_meta(path) -> dict:
     path = Path(path)
     meta_file = path / META if path.is_dir() else path.with_name(META)
     if not meta_file.is_file():
-        raise StudioError(f"{path}: no {META} beside the weights; a teacher comes from `studio cda squeeze`")
+        raise StudioError(f"{path}: no {META} beside the weights; a classifier comes from `studio cda squeeze`")
     return json.loads(meta_file.read_text())
 
 
