@@ -44,12 +44,12 @@ def _labelled_folder(root, counts, size=32):
     return root
 
 
-def test_a_judge_that_always_says_coat_agrees_with_the_coat_share_by_class_name(tmp_path):
-    folder = _labelled_folder(tmp_path / "imgs", {"bag": 6, "coat": 4})  # sorted: bag = 0, coat = 1
-    judge = _judge(tmp_path / "judge", ("coat", "bag", "dress"), resolution=16, channels=3, always=0)
+def test_a_judge_that_always_says_top_agrees_with_the_top_share_by_class_name(tmp_path):
+    folder = _labelled_folder(tmp_path / "imgs", {"bag": 6, "t-shirt-top": 4})  # sorted: bag = 0, top = 1
+    judge = _judge(tmp_path / "judge", ("t-shirt/top", "bag", "dress"), resolution=16, channels=3, always=0)
     r = _fid(folder, folder, metrics="agreement", classifier=str(judge))["agreement"]
-    assert r["agreement"] == pytest.approx(40.0) and r["n"] == 10  # the judge's "coat" is the folder's class 1
-    assert r["per_class"] == {"bag": 0.0, "coat": 100.0}
+    assert r["agreement"] == pytest.approx(40.0) and r["n"] == 10  # the judge's class 0 is the folder's class 1
+    assert r["per_class"] == {"bag": 0.0, "t-shirt-top": 100.0}  # the subfolder name of 't-shirt/top'
     assert r["real"] == pytest.approx(40.0)  # the labelled real side, same pass
     assert r["judge"]["test_top1"] == 50.0 and len(r["judge"]["sha256_16"]) == 16 and r["judge"]["resolution"] == 16
 

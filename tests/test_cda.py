@@ -15,7 +15,8 @@ from distill.cda.config import EvalConfig, RecoverConfig, SqueezeConfig
 from distill.cda.curriculum import SCHEDULES, crop_scale_lower_bound
 from distill.cda.commands import random_subset, run_eval, run_squeeze
 from distill.cda.objective import Recovery, soft_label_kl
-from distill.cda.recover import folder_name, load_distilled, run_recover
+from distill.cda.recover import load_distilled, run_recover
+from studio.data.imagefolder import folder_name
 
 from studio import StudioError
 from studio.data import FASHION_MNIST_CLASSES, load_image_folder

@@ -89,6 +89,12 @@ def test_dataset_split_and_pipeline_specs(fake_fmnist, tiny_pipeline_dir, tmp_pa
         r = compute_fid(FIDConfig("fashion-mnist:test", str(tiny_pipeline_dir),
                                   opts=FIDOptions(num=6, cache=False, data_dir=str(fake_fmnist), steps=2)))
     assert r["n_real"] == 6 and r["n_fake"] == 6 and np.isfinite(r["fid"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = compute_fid(FIDConfig("fashion-mnist:test", str(tiny_pipeline_dir), opts=FIDOptions(
+            num=6, num_real=0, cache=False, data_dir=str(fake_fmnist), steps=2, metrics="pr")))
+    assert r["n_real"] == 32 and r["n_fake"] == 6  # --num-real 0: the whole (fake, 32-image) split
+    assert r["precision_recall"]["n_per_side"] == [6, 6]  # precision/recall on equal numbers
 
 
 def test_pil_bicubic_protocol_feeds_299_pixels_unchanged():

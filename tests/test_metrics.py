@@ -9,7 +9,7 @@ from torch_fidelity.metric_kid import kid_features_to_metric
 
 from studio import StudioError
 from studio.fid.kid import kid
-from studio.fid.precision_recall import precision_recall
+from studio.fid.precision_recall import equal_sizes, precision_recall
 
 
 def _features(n, seed, shift=0.0, d=64):
@@ -80,3 +80,15 @@ def test_precision_recall_constructed_cases():
 def test_precision_recall_refuses_k_at_least_n():
     with pytest.raises(StudioError, match="needs more than 3 images"):
         precision_recall(_features(3, 0), _features(10, 1))
+
+
+def test_equal_sizes_cuts_the_larger_side_to_a_seeded_random_subset():
+    a, b = _features(150, 0), _features(60, 1)
+    ra, rb = equal_sizes(a, b, seed=0)
+    assert rb is b and len(ra) == 60
+    rows = {r.tobytes(): i for i, r in enumerate(a)}
+    picked = [rows[r.tobytes()] for r in ra]
+    assert picked == sorted(picked) and len(set(picked)) == 60  # distinct rows of a, in order
+    assert picked != list(range(60))  # a random subset, not the first rows
+    assert not np.array_equal(equal_sizes(a, b, seed=1)[0], ra) and np.array_equal(equal_sizes(a, b, 0)[0], ra)
+    assert equal_sizes(b, a, seed=0)[1].shape == (60, 64)  # whichever side is larger

@@ -7,6 +7,7 @@ import socket
 from pathlib import Path
 
 import pytest
+import torch
 from gradio_client.exceptions import AppError
 from PIL import Image
 
@@ -31,6 +32,13 @@ def models_dir(tiny_pipeline, tmp_path_factory):
     student.scheduler = flow_scheduler()
     save_pipeline(student, root / "distilled" / "student")
     write_model_info(root / "distilled" / "student", "one-step-student", steps=1, guidance=1.0)
+    from studio.data import FASHION_MNIST_CLASSES
+    from studio.models.classifier import build_classifier, save_classifier
+
+    torch.manual_seed(0)  # an untrained judge: the app only has to compute and show its agreement
+    save_classifier(build_classifier("resnet18-small", 10, 4), root / "classifier",
+                    {"arch": "resnet18-small", "width": 4, "class_names": list(FASHION_MNIST_CLASSES),
+                     "resolution": 32, "channels": 1, "test_top1": 10.0})
     return root
 
 
@@ -120,15 +128,22 @@ def test_model_picker_cannot_leave_the_models_folder(served):
         assert client.predict("teacher", api_name="/model_info")["kind"] == "teacher"  # the server still answers
 
 
-def test_fid_endpoint_appends_to_the_history(served, models_dir):
+def test_fid_endpoint_appends_every_metric_to_the_history(served, models_dir):
     client, _ = served
-    text, table, _plot = client.predict("distilled/student", "fashion-mnist:test", 100, 0, api_name="/fid")
-    assert text.startswith("FID ") and "N=100" in text
+    text, table, plot = client.predict("distilled/student", "fashion-mnist:test", 100, 0, "KID", api_name="/fid")
     history = json.loads((models_dir / "fid_history.json").read_text())
-    assert history[-1]["model"] == "distilled/student" and history[-1]["steps"] == 1 and history[-1]["fid"] > 0
-    assert table["data"][-1][1] == "distilled/student"
+    last = history[-1]
+    assert last["model"] == "distilled/student" and last["steps"] == 1 and last["fid"] > 0
+    assert last["kid_std"] > 0 and 0 <= last["precision"] <= 1 and 0 <= last["recall"] <= 1
+    assert 0 <= last["agreement"] <= 100 and last["judge_top1"] == 10.0  # the folder's classifier judged
+    assert text.startswith(f"FID {last['fid']:.3f} · KID {last['kid']:.4f} ± {last['kid_std']:.4f}") and "N=100" in text
+    assert table["headers"][8] == "KID ± std" and table["data"][0][1] == "distilled/student"  # newest first
+    assert table["data"][0][8] == f"{last['kid']:.4f} ± {last['kid_std']:.4f}"
+    assert plot["y"] == "KID" and plot["value"]["data"][-1][-1] == pytest.approx(last["kid"])
+    recall_plot = client.predict("recall", api_name="/fid_plot")
+    assert recall_plot["y"] == "recall"
     with pytest.raises(AppError, match="folder:../../etc is not in the list of choices"):
-        client.predict("distilled/student", "folder:../../etc", 100, 0, api_name="/fid")
+        client.predict("distilled/student", "folder:../../etc", 100, 0, "FID", api_name="/fid")
     assert client.predict("teacher", api_name="/model_info")["kind"] == "teacher"
 
 
@@ -150,18 +165,22 @@ def test_the_apps_temporary_folder_is_removed_when_it_closes(models_dir, fake_fm
     assert not folder.exists()
 
 
-def test_real_browser_types_a_prompt_and_gets_an_image(served):
+def _browser(p):
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     if not os.path.exists(chromium):
         pytest.skip("Debian chromium is not installed (`make test` installs it)")
+    return p.chromium.launch(executable_path=chromium, args=[
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run"])
+
+
+def test_real_browser_types_a_prompt_and_gets_an_image(served):
     from playwright.sync_api import sync_playwright
 
     _, port = served
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--no-first-run"])
+        browser = _browser(p)
         page = browser.new_page()
         page.goto(f"http://127.0.0.1:{port}/", timeout=60000)
         box = page.locator("#prompt textarea")
@@ -172,3 +191,30 @@ def test_real_browser_types_a_prompt_and_gets_an_image(served):
         page.screenshot(path=str(ARTIFACTS / "ui_generate.png"), full_page=True)
         browser.close()
     assert (ARTIFACTS / "ui_generate.png").stat().st_size > 0
+
+
+def test_real_browser_runs_fid_and_shows_the_kid_of_the_history(served, models_dir):
+    import re
+
+    from playwright.sync_api import sync_playwright
+
+    _, port = served
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = _browser(p)
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.goto(f"http://127.0.0.1:{port}/", timeout=60000)
+        page.get_by_role("tab", name="FID").click()
+        n_box = page.locator("#fid-n input[type=number]")
+        n_box.fill("100")
+        n_box.press("Enter")
+        page.locator("#fid-run").click()
+        page.locator("#fid-result").get_by_text("KID").wait_for(timeout=300000)
+        shown = page.locator("#fid-result").inner_text()
+        history_text = page.locator("#fid-history").inner_text()
+        page.screenshot(path=str(ARTIFACTS / "ui_fid.png"), full_page=True)
+        browser.close()
+    last = json.loads((models_dir / "fid_history.json").read_text())[-1]
+    kid = re.search(r"KID (\d+\.\d{4}) ± (\d+\.\d{4})", shown)
+    assert kid and (float(kid[1]), float(kid[2])) == (round(last["kid"], 4), round(last["kid_std"], 4))
+    assert last["n"] == 100 and f"{last['kid']:.4f} ± {last['kid_std']:.4f}" in history_text

@@ -23,6 +23,7 @@ from studio.diffusion.sampling import generate
 from ui.history import append_record
 from ui.registry import ModelRegistry
 
+JUDGE = "classifier"  # the models folder's classifier for class agreement (`studio cda squeeze`), if any
 LIMITS = {"steps": (1, 100), "guidance": (0.0, 20.0), "num_images": (1, 16), "seed": (-1, 2**31 - 1),
           "fid_n": (100, 10000), "prompt_chars": 300}
 DATASET_REFERENCES = ("fashion-mnist:test", "fashion-mnist:train")
@@ -99,18 +100,41 @@ def _reference_spec(ref: str, data_root: str | None) -> str:
     return ref
 
 
+def fid_metrics(registry: ModelRegistry, reference: str) -> tuple[str, str]:
+    """(metrics, classifier) of an FID run against ``reference``: FID alone against a statistics file
+    (it holds no features); FID, KID and precision/recall otherwise; and class agreement against a
+    dataset split when the models folder holds a classifier (``JUDGE``)."""
+    if reference.startswith("stats:"):
+        return "fid", ""
+    judge = registry.root / JUDGE
+    if reference in DATASET_REFERENCES and (judge / "classifier.json").is_file():
+        return "fid,kid,pr,agreement", str(judge)
+    return "fid,kid,pr", ""
+
+
 def run_fid(registry: ModelRegistry, model: str, reference: str, n, steps, data_root: str | None = None,
             data_dir: str | None = None) -> dict:
-    """FID of ``model`` (n samples, ``steps``; 0 = the model's recommended) against ``reference``."""
+    """FID, KID, precision/recall and class agreement (see :func:`fid_metrics`) of ``model`` (n samples,
+    ``steps``; 0 = the model's recommended) against ``reference``, appended to the history."""
     n = _bounded(n, *LIMITS["fid_n"], "the number of samples", whole=True)
     steps = _bounded(steps, 0, LIMITS["steps"][1], "the number of steps (0: the model's own)", whole=True)
     path = registry.path(model)
     spec = _reference_spec(reference, data_root)
     steps, guidance = sampling_settings(path, steps or None)
+    metrics, judge = fid_metrics(registry, reference)
     result = compute_fid(FIDConfig(real=spec, fake=str(path), opts=FIDOptions(
-        num=n, steps=steps, guidance=guidance, data_dir=data_dir or "", device=registry.device)))
+        num=n, steps=steps, guidance=guidance, data_dir=data_dir or "", device=registry.device, metrics=metrics,
+        classifier=judge)))
+    pr, kid, agree = result.get("precision_recall", {}), result.get("kid", {}), result.get("agreement", {})
     record = {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "model": model, "kind": registry.info(model)["kind"],
               "steps": steps, "guidance": guidance, "reference": reference, "n": n,
-              "fid": round(result["fid"], 4), "seconds": result["seconds"]}
+              "fid": round(result["fid"], 4), "kid": _round(kid.get("kid_mean"), 6),
+              "kid_std": _round(kid.get("kid_std"), 6), "precision": _round(pr.get("precision"), 4),
+              "recall": _round(pr.get("recall"), 4), "agreement": _round(agree.get("agreement"), 2),
+              "judge_top1": (agree.get("judge") or {}).get("test_top1"), "seconds": result["seconds"]}
     append_record(registry.root, record)
     return record
+
+
+def _round(value, digits: int):
+    return None if value is None else round(float(value), digits)

@@ -1,5 +1,6 @@
 """``studio ui``: the Gradio app. Generate tab (one-step student beside the N-step teacher),
-model picker, FID tab with a saved history. Binds to 127.0.0.1 unless told otherwise.
+model picker, FID tab (FID, KID with its std, precision/recall and class agreement; a saved history
+and a plot of any metric against steps). Binds to 127.0.0.1 unless told otherwise.
 
 Nothing loads at import: the app is built by :func:`build_app` and models load on first use.
 Generated images go to a private ``studio-ui-*`` temporary folder, removed when the app closes or
@@ -20,7 +21,8 @@ from studio.cli.schema import option
 from studio.devices import resolve_device
 
 from ui.actions import LIMITS, generate_pair, references, run_fid
-from ui.history import COLUMNS, last_fid, read_history
+from ui.fid_view import PLOTTED, WIDTHS, plot_frame, summary, table
+from ui.history import last_fid, read_history
 from ui.registry import ModelRegistry
 
 EXAMPLES = ["a photo of an ankle boot", "a photo of a bag", "an image of a dress", "a picture of a sneaker",
@@ -46,13 +48,6 @@ def _error(e: Exception):
     import gradio as gr
 
     return gr.Error(str(e))
-
-
-def _history_frame(root):
-    import pandas as pd
-
-    rows = read_history(root)
-    return pd.DataFrame([[r.get(c) for c in COLUMNS] for r in rows], columns=list(COLUMNS))
 
 
 def build_app(cfg: UIConfig):
@@ -91,13 +86,18 @@ def build_app(cfg: UIConfig):
                 s["paths"], label.format(**s, ms=s["seconds"] * 1e3, per=s["seconds"] * 1e3 / len(s["paths"])),
                 r["seed"])
 
-    def on_fid(model, reference, n, steps, progress=gr.Progress(track_tqdm=True)):
+    def plotted(label):
+        if label not in PLOTTED:
+            raise _error(StudioError(f"{label!r} is not a metric; pick one of {', '.join(PLOTTED)}"))
+        return gr.ScatterPlot(value=plot_frame(read_history(registry.root), label), y=label, y_title=label,
+                              label=f"{label} against steps")
+
+    def on_fid(model, reference, n, steps, label, progress=gr.Progress(track_tqdm=True)):
         try:
             record = run_fid(registry, model, reference, n, steps, cfg.data_root or None, cfg.data_dir or None)
         except StudioError as e:
             raise _error(e) from None
-        frame = _history_frame(registry.root)
-        return f"FID {record['fid']:.3f} ({record['model']}, {record['steps']} step(s), N={record['n']})", frame, frame
+        return summary(record), table(read_history(registry.root)), plotted(label)
 
     with gr.Blocks(title="Distillation studio", delete_cache=(3600, 3600)) as app:
         gr.Markdown("# Distillation studio\nOne-step student beside the many-step teacher, and FID.")
@@ -134,15 +134,21 @@ def build_app(cfg: UIConfig):
                 fid_model = gr.Dropdown(names, value=pick_fast, label="Model")
                 reference = gr.Dropdown(references(cfg.data_root or None), value="fashion-mnist:test",
                                         label="Reference")
-                fid_n = gr.Slider(*LIMITS["fid_n"], value=500, step=100, label="Samples (N)")
+                fid_n = gr.Slider(*LIMITS["fid_n"], value=500, step=100, label="Samples (N)", elem_id="fid-n")
                 fid_steps = gr.Slider(0, LIMITS["steps"][1], value=0, step=1, label="Steps (0: the model's own)")
-            fid_button = gr.Button("Compute FID", variant="primary")
-            fid_result = gr.Markdown()
-            frame = _history_frame(registry.root)
-            table = gr.Dataframe(value=frame, label="History", interactive=False)
-            plot = gr.ScatterPlot(value=frame, x="steps", y="fid", color="model", label="FID against steps")
-            fid_button.click(on_fid, [fid_model, reference, fid_n, fid_steps], [fid_result, table, plot],
-                             api_name="fid", concurrency_limit=1, concurrency_id="fid")
+            fid_button = gr.Button("Compute FID, KID, precision/recall and class agreement", variant="primary",
+                                   elem_id="fid-run")
+            fid_result = gr.Markdown(elem_id="fid-result")
+            history = read_history(registry.root)
+            history_table = gr.Dataframe(value=table(history), label="History (newest first)", interactive=False,
+                                         wrap=True, column_widths=WIDTHS, elem_id="fid-history")
+            metric = gr.Dropdown(list(PLOTTED), value="FID", label="Plot", elem_id="fid-plot-metric")
+            plot = gr.ScatterPlot(value=plot_frame(history, "FID"), x="steps", y="FID", color="model",
+                                  label="FID against steps")
+            metric.change(plotted, metric, plot, api_name="fid_plot")
+            fid_button.click(on_fid, [fid_model, reference, fid_n, fid_steps, metric],
+                             [fid_result, history_table, plot], api_name="fid", concurrency_limit=1,
+                             concurrency_id="fid")
     app.queue(max_size=64)
     app.studio_out_dir = out_dir
     close = app.close

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import shutil
 import statistics
 import time
@@ -37,6 +36,7 @@ from studio.cli.schema import validate
 from studio.files import write_json
 from studio.training.checkpoints import list_checkpoints
 from studio.data.captioned import CAPTION_TEMPLATES, caption
+from studio.data.imagefolder import folder_name
 from studio.devices import process_state
 from studio.images import from_unit_hwc, save_png, to_uint8, to_unit_hwc
 from studio.training.randomness import stream_seed
@@ -51,11 +51,6 @@ MANIFEST = "manifest.json"
 # settings that change what a unit produces; a rerun into OUT with other values is refused
 _KEYED = ("teacher", "iterations", "curriculum", "milestone", "lr", "r_bn", "first_bn_multiplier", "jitter",
           "classes_per_batch", "channels", "init", "seed")
-
-
-def folder_name(class_name: str) -> str:
-    """A class name as a folder name ('t-shirt/top' -> 't-shirt-top')."""
-    return re.sub(r"[^\w.\- ]+", "-", class_name).strip(" .") or "class"
 
 
 def _check(cfg: RecoverConfig) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -19,6 +20,12 @@ from studio import StudioError
 from studio.data.captioned import CaptionedImages, captions_for
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
+
+
+def folder_name(class_name: str) -> str:
+    """A class name as a folder name ('t-shirt/top' -> 't-shirt-top'); class subfolders written by the
+    studio use it, and classes are matched across sources by it."""
+    return re.sub(r"[^\w.\- ]+", "-", class_name).strip(" .") or "class"
 
 
 def _read_metadata(root: Path) -> list[tuple[str, str]] | None:

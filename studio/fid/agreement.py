@@ -13,7 +13,8 @@ ceiling a perfect generator would reach (for a test split, it is the judge's tes
 Preprocessing: uint8 RGB -> [-1, 1] (the studio's pixel scale); for a judge trained on grayscale
 data (``channels`` 1) the channel mean, shown as 3 equal channels as in training; and a bilinear antialiased resize only when the image size differs from the judge's
 resolution (the shipped judge is trained at the samples' 32x32, so none is needed there).
-Classes are matched by name, so the sample side's class order may differ from the judge's.
+Classes are matched by name (``studio.data.imagefolder.folder_name``), so the sample side's class
+order may differ from the judge's.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from studio import StudioError
+from studio.data.imagefolder import folder_name
 from studio.fid.extractor import to_uint8_rgb
 from studio.models.classifier import WEIGHTS, load_classifier
 
@@ -65,12 +67,14 @@ class ClassJudge:
 
 def class_agreement(predicted, labels, class_names, judge_names) -> dict:
     """Agreement (%) overall and per class of predictions (judge indices) with labels (indices into
-    ``class_names``, the source's classes), matched to the judge's classes by name."""
-    missing = [c for c in class_names if c not in judge_names]
+    ``class_names``, the source's classes), matched to the judge's classes by name (as folder names:
+    a class subfolder 't-shirt-top' is the class 't-shirt/top')."""
+    known = {folder_name(c): j for j, c in enumerate(judge_names)}
+    missing = [c for c in class_names if folder_name(c) not in known]
     if missing:
         raise StudioError(f"the classifier does not know the class(es) {', '.join(map(repr, missing))}; use a "
                           f"classifier trained on these classes (it knows {', '.join(judge_names)})")
-    to_judge = np.array([list(judge_names).index(c) for c in class_names], dtype=np.int64)
+    to_judge = np.array([known[folder_name(c)] for c in class_names], dtype=np.int64)
     wanted = to_judge[np.asarray(labels, dtype=np.int64)]
     hit = np.asarray(predicted) == wanted
     per_class = {name: round(100.0 * float(hit[wanted == j].mean()), 3)

@@ -45,8 +45,20 @@ def _coverage(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor) 
     return float(torch.cat(inside).double().mean())
 
 
+def equal_sizes(real: np.ndarray, fake: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The larger set cut to the smaller one's size by a random subset (``RandomState(seed)``, sorted):
+    the paper compares equal numbers of real and generated images (50,000 each), and the k-NN radii,
+    and so both figures, depend on the set sizes."""
+    n = min(len(real), len(fake))
+
+    def pick(x):
+        return x if len(x) == n else x[np.sort(np.random.RandomState(seed).choice(len(x), n, replace=False))]
+
+    return pick(real), pick(fake)
+
+
 def precision_recall(real, fake, k: int = K) -> dict:
     real = torch.as_tensor(np.asarray(real), dtype=torch.float64)
     fake = torch.as_tensor(np.asarray(fake), dtype=torch.float64)
     return {"precision": _coverage(fake, real, knn_radii(real, k)),
-            "recall": _coverage(real, fake, knn_radii(fake, k)), "k": k}
+            "recall": _coverage(real, fake, knn_radii(fake, k)), "k": k, "n_per_side": [len(real), len(fake)]}

@@ -24,11 +24,12 @@ from studio.devices import resolve_device
 from studio.diffusion.sampling import Solver
 from studio.models.backbone import is_pipeline_dir
 from studio.data import FASHION_MNIST_CLASSES, class_prompts, read_prompt_file
+from studio.data.imagefolder import folder_name
 from studio.fid.agreement import ClassJudge, class_agreement
 from studio.fid.extractor import FeatureExtractor, Resize
 from studio.fid.frechet import frechet_distance
 from studio.fid.kid import SUBSETS, kid
-from studio.fid.precision_recall import K, precision_recall
+from studio.fid.precision_recall import K, equal_sizes, precision_recall
 from studio.fid.passes import features, statistics
 from studio.fid.sources import Source, open_source
 from studio.fid.stats import FeatureStats, save_stats
@@ -42,6 +43,8 @@ class FIDOptions:
     """How FID reads and generates its images."""
 
     num: int = option(5000, "images per side (0: all of a folder or split)", ge=0)
+    num_real: int | None = option(None, "images of the real (first) side, if not --num (0: all; e.g. 0 to "
+                                        "compare 5,000 samples with a whole test split)", ge=0)
     batch_size: int = option(0, "0: automatic (64 on CPU, 256 on GPU)", ge=0)
     resize: Resize = option("tf-bilinear", "tf-bilinear (torch-fidelity, TF-era papers) or pil-bicubic (clean-fid)")
     inception_weights: str = option("", "a .safetensors or .pth Inception state dict")
@@ -86,12 +89,14 @@ METRICS = ("fid", "kid", "pr", "per-class", "agreement")
 
 
 def per_class_fid(real: tuple, fake: tuple, real_names, fake_names) -> dict:
-    """FID of each class present on both sides (matched by name), from labelled features."""
+    """FID of each class present on both sides (matched by name, as folder names: a class subfolder
+    't-shirt-top' is the class 't-shirt/top'), from labelled features."""
     (f1, y1), (f2, y2) = real, fake
+    fake_index = {folder_name(name): k for k, name in enumerate(fake_names)}
     out = {}
     for c, name in enumerate(real_names):
-        if name in fake_names:
-            a, b = f1[y1 == c], f2[y2 == list(fake_names).index(name)]
+        if folder_name(name) in fake_index:
+            a, b = f1[y1 == c], f2[y2 == fake_index[folder_name(name)]]
             if len(a) >= 2 and len(b) >= 2:
                 out[name] = frechet_distance(*_moments(a)[:2], *_moments(b)[:2])
     return {"per_class": out, "mean": float(np.mean(list(out.values()))) if out else float("nan")}
@@ -118,15 +123,16 @@ def _prompts(opts: FIDOptions, other: Source | None) -> list[str]:
     return class_prompts(names)
 
 
-def _open_pair(specs: list[str], opts: FIDOptions) -> list[Source]:
+def _open_pair(specs: list[str], opts: FIDOptions, nums: list[int] | None = None) -> list[Source]:
     gen = {"steps": opts.steps, "guidance": opts.guidance, "seed": opts.seed, "solver": opts.solver,
            "device": opts.device}
     data_dir = opts.data_dir or None
-    first = [None if is_pipeline_dir(s) else open_source(s, opts.num, data_dir) for s in specs]
+    nums = nums or [opts.num] * len(specs)
+    first = [None if is_pipeline_dir(s) else open_source(s, n, data_dir) for s, n in zip(specs, nums)]
     labelled = next((s for s in first if s is not None and s.class_names), None)
     names = () if opts.prompts else tuple(labelled.class_names if labelled else FASHION_MNIST_CLASSES)
-    return [s if s is not None else open_source(spec, opts.num, data_dir, _prompts(opts, labelled), gen, names)
-            for s, spec in zip(first, specs)]
+    return [s if s is not None else open_source(spec, n, data_dir, _prompts(opts, labelled), gen, names)
+            for s, spec, n in zip(first, specs, nums)]
 
 
 def _judge(metrics: list[str], opts: FIDOptions, fake: Source) -> ClassJudge | None:
@@ -155,8 +161,8 @@ def _feature_metrics(metrics: list[str], real: Source, fake: Source, ex: Feature
         extra["per_class_fid"] = per_class_fid((f1, y1), (f2, y2), real.class_names, fake.class_names)
     if "kid" in metrics:
         extra["kid"] = kid(f1, f2, opts.kid_subsets, opts.kid_subset_size, opts.seed)
-    if "pr" in metrics:
-        extra["precision_recall"] = precision_recall(f1, f2, opts.pr_k)
+    if "pr" in metrics:  # on equal numbers per side, as the paper: k-NN radii shrink as N grows
+        extra["precision_recall"] = precision_recall(*equal_sizes(f1, f2, opts.seed), opts.pr_k)
     if judge is not None:
         extra["agreement"] = {**class_agreement(p2, y2, fake.class_names, judge.class_names),
                               "real": (class_agreement(p1, y1, real.class_names, judge.class_names)["agreement"]
@@ -178,7 +184,8 @@ def compute_fid(cfg: FIDConfig) -> dict:
     ex = FeatureExtractor(opts.inception_weights or None, opts.resize, resolve_device(opts.device))
     t0 = time.perf_counter()
     metrics = _metrics(opts.metrics)
-    real, fake = _open_pair([cfg.real, cfg.fake], opts)
+    real, fake = _open_pair([cfg.real, cfg.fake], opts, [opts.num if opts.num_real is None else opts.num_real,
+                                                         opts.num])
     extra = {}
     if metrics == ["fid"]:
         (mu1, s1, n1), (mu2, s2, n2) = statistics(real, ex, opts), statistics(fake, ex, opts)
