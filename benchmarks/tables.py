@@ -457,6 +457,38 @@ def sd_setups(d: dict) -> str:
             + "\n\n" + source("sd_scale"))
 
 
+# ---------------------------------------------------------------- every metric (benchmarks/rescore.py)
+
+def kid_pm(r: dict) -> str:
+    return f"{r['kid']:.4f} ± {r['kid_std']:.4f}"
+
+
+def _metric_cells(r: dict) -> list:
+    return [fid(r["fid"]), kid_pm(r), f"{r['precision']:.3f}", f"{r['recall']:.3f}", top1(r["agreement"])]
+
+
+METRIC_HEADER = ["FID", "KID ± std", "precision", "recall", "class agreement, %"]
+
+
+def rescore_instaflow(d: dict) -> str:
+    d = d["rescore"]
+    rows = [[r["name"], r["steps"], f"{r['guidance']:.1f}", count(r["n"]), *_metric_cells(r)] for r in d["instaflow"]]
+    judge = d["judge"]
+    return (table(["model", "steps", "guidance", "N", *METRIC_HEADER], rows)
+            + f"\n\nNoise seed 0 against all {count(d['instaflow'][0]['n_real'])} test images. Class agreement: "
+            f"judged by a {judge['arch']} (width {judge['width']}, {judge['resolution']}x{judge['resolution']}, "
+            f"weights sha256 {judge['sha256_16']}...) whose own test top-1 is {top1(judge['test_top1'])} %."
+            + "\n\n" + source("rescore"))
+
+
+def rescore_cda(d: dict) -> str:
+    d = d["rescore"]
+    rows = [[r["name"], count(r["images"]), *_metric_cells(r)] for r in d["cda"]]
+    return (table(["image set", "images", *METRIC_HEADER], rows)
+            + f"\n\nAgainst all {count(d['cda'][0]['n_real'])} test images (32x32); the sets are 28x28. Judge: "
+            f"test top-1 {top1(d['judge']['test_top1'])} %." + "\n\n" + source("rescore"))
+
+
 # ---------------------------------------------------------------- registry
 
 TABLES = {
@@ -467,6 +499,8 @@ TABLES = {
     "instaflow.straightness": (("instaflow",), instaflow_straightness),
     "instaflow.output_sign": (("instaflow",), instaflow_output_sign),
     "instaflow.stage_seconds": (("instaflow",), instaflow_stage_seconds),
+    "rescore.instaflow": (("rescore",), rescore_instaflow),
+    "rescore.cda": (("rescore",), rescore_cda),
     "ict.rows": (("ict",), ict_rows),
     "ict.goals": (("ict",), ict_goals),
     "ict.budget": (("ict",), ict_budget),

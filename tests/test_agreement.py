@@ -115,5 +115,8 @@ def test_agreement_refuses_missing_judge_unlabelled_samples_and_unknown_classes(
         _fid(folder, flat, metrics="agreement", classifier=str(judge))
     with pytest.raises(StudioError, match="does not know the class\\(es\\) 'sock'"):
         _fid(flat, folder, metrics="agreement", classifier=str(judge))
+    bags = _labelled_folder(tmp_path / "bags", {"bag": 3})
+    r = _fid(folder, bags, metrics="agreement", classifier=str(judge))["agreement"]
+    assert r["n"] == 3 and r["real"] is None  # a real side with a class the judge lacks is simply not judged
     with pytest.raises(StudioError, match="classifier weights not found"):
         _fid(folder, folder, metrics="agreement", classifier=str(tmp_path / "nowhere"))

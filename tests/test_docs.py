@@ -54,7 +54,8 @@ def _copy(tmp_path: Path) -> tuple[Path, Path]:
     docs.mkdir()
     results.mkdir()
     shutil.copy(DOCS / "reflow.md", docs / "reflow.md")
-    shutil.copy(RESULTS / "instaflow.json", results / "instaflow.json")
+    for stem in ("instaflow", "rescore"):
+        shutil.copy(RESULTS / f"{stem}.json", results / f"{stem}.json")
     return docs, results
 
 

@@ -218,3 +218,21 @@ def test_real_browser_runs_fid_and_shows_the_kid_of_the_history(served, models_d
     kid = re.search(r"KID (\d+\.\d{4}) ± (\d+\.\d{4})", shown)
     assert kid and (float(kid[1]), float(kid[2])) == (round(last["kid"], 4), round(last["kid_std"], 4))
     assert last["n"] == 100 and f"{last['kid']:.4f} ± {last['kid_std']:.4f}" in history_text
+
+
+def test_history_table_is_readable_and_plots_skip_records_without_the_metric():
+    from ui.fid_view import HEADERS, PLOTTED, plot_frame, summary, table
+
+    old = {"time": "2026-11-28", "model": "teacher", "kind": "teacher", "steps": 25, "guidance": 5.0,
+           "reference": "fashion-mnist:test", "n": 5000, "fid": 49.591, "seconds": None, "note": "instaflow.py"}
+    new = {**old, "time": "2026-12-02 10:00:00", "steps": 1, "fid": 53.5412, "kid": 0.031234, "kid_std": 0.00211,
+           "precision": 0.61, "recall": 0.4, "agreement": 87.3, "judge_top1": 91.89, "seconds": 412.3, "note": None}
+    t = table([old, new])
+    assert list(t.columns) == HEADERS and list(t["steps"]) == [1, 25]  # newest first
+    assert list(t["KID ± std"]) == ["0.0312 ± 0.0021", "—"] and list(t["FID"]) == ["53.54", "49.59"]
+    assert list(t["class agreement % (judge top-1)"]) == ["87.3 (91.9)", "—"] and list(t["note"]) == ["", "instaflow.py"]
+    assert len(plot_frame([old, new], "FID")) == 2 and plot_frame([old, new], "KID")["KID"].tolist() == [0.031234]
+    assert set(PLOTTED.values()) <= set(new)  # every plotted metric is a history field
+    assert summary(new).startswith("FID 53.541 · KID 0.0312 ± 0.0021 · precision 0.610 · recall 0.400 · class "
+                                   "agreement 87.3 % (judge's test top-1 91.89 %)")
+    assert summary(old) == "FID 49.591 — teacher, 25 step(s), N=5000"

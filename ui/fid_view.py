@@ -10,8 +10,8 @@ MISSING = "—"
 PLOTTED = {"FID": "fid", "KID": "kid", "precision": "precision", "recall": "recall",
            "class agreement (%)": "agreement"}  # label -> record key
 HEADERS = ["time", "model", "kind", "steps", "guidance", "reference", "N", "FID", "KID ± std", "precision",
-           "recall", "class agreement % (judge top-1)", "seconds"]
-WIDTHS = ["10%", "11%", "9%", "5%", "6%", "9%", "4%", "6%", "11%", "7%", "6%", "10%", "6%"]
+           "recall", "class agreement % (judge top-1)", "seconds", "note"]
+WIDTHS = ["8%", "9%", "8%", "4%", "5%", "8%", "4%", "5%", "10%", "6%", "5%", "9%", "5%", "14%"]
 
 
 def _num(value, fmt: str) -> str:
@@ -49,7 +49,7 @@ def table(records: list[dict]):
 
     rows = [[r.get("time") or MISSING, r.get("model"), r.get("kind"), r.get("steps"), _num(r.get("guidance"), "g"),
              r.get("reference"), r.get("n"), _num(r.get("fid"), ".2f"), kid_text(r), _num(r.get("precision"), ".3f"),
-             _num(r.get("recall"), ".3f"), agreement_text(r), _num(r.get("seconds"), ".0f")]
+             _num(r.get("recall"), ".3f"), agreement_text(r), _num(r.get("seconds"), ".0f"), r.get("note") or ""]
             for r in reversed(records)]
     return pd.DataFrame(rows, columns=HEADERS)
 

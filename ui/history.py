@@ -17,7 +17,7 @@ from studio.files import locked, write_json
 
 HISTORY = "fid_history.json"
 COLUMNS = ("time", "model", "kind", "steps", "guidance", "reference", "n", "fid", "kid", "kid_std", "precision",
-           "recall", "agreement", "judge_top1", "seconds")  # records from before KID lack the later metrics
+           "recall", "agreement", "judge_top1", "seconds", "note")  # records from before KID lack the later metrics
 
 
 def _read(path: Path) -> list[dict] | None:

@@ -45,6 +45,11 @@ class ClassJudge:
         self.class_names = tuple(self.meta["class_names"])
         self.path = str(path)
 
+    def knows(self, class_names) -> bool:
+        """Whether every one of ``class_names`` is one of the judge's classes (by folder name)."""
+        known = {folder_name(c) for c in self.class_names}
+        return bool(class_names) and all(folder_name(c) in known for c in class_names)
+
     @property
     def protocol(self) -> dict:
         m = self.meta
@@ -65,15 +70,21 @@ class ClassJudge:
         return self.model(x).argmax(1).cpu().numpy()
 
 
-def class_agreement(predicted, labels, class_names, judge_names) -> dict:
-    """Agreement (%) overall and per class of predictions (judge indices) with labels (indices into
-    ``class_names``, the source's classes), matched to the judge's classes by name (as folder names:
-    a class subfolder 't-shirt-top' is the class 't-shirt/top')."""
+def check_classes(class_names, judge_names) -> dict[str, int]:
+    """The judge's index of each folder name, once every one of ``class_names`` is known to the judge."""
     known = {folder_name(c): j for j, c in enumerate(judge_names)}
     missing = [c for c in class_names if folder_name(c) not in known]
     if missing:
         raise StudioError(f"the classifier does not know the class(es) {', '.join(map(repr, missing))}; use a "
                           f"classifier trained on these classes (it knows {', '.join(judge_names)})")
+    return known
+
+
+def class_agreement(predicted, labels, class_names, judge_names) -> dict:
+    """Agreement (%) overall and per class of predictions (judge indices) with labels (indices into
+    ``class_names``, the source's classes), matched to the judge's classes by name (as folder names:
+    a class subfolder 't-shirt-top' is the class 't-shirt/top')."""
+    known = check_classes(class_names, judge_names)
     to_judge = np.array([known[folder_name(c)] for c in class_names], dtype=np.int64)
     wanted = to_judge[np.asarray(labels, dtype=np.int64)]
     hit = np.asarray(predicted) == wanted

@@ -25,7 +25,7 @@ from studio.diffusion.sampling import Solver
 from studio.models.backbone import is_pipeline_dir
 from studio.data import FASHION_MNIST_CLASSES, class_prompts, read_prompt_file
 from studio.data.imagefolder import folder_name
-from studio.fid.agreement import ClassJudge, class_agreement
+from studio.fid.agreement import ClassJudge, check_classes, class_agreement
 from studio.fid.extractor import FeatureExtractor, Resize
 from studio.fid.frechet import frechet_distance
 from studio.fid.kid import SUBSETS, kid
@@ -144,20 +144,24 @@ def _judge(metrics: list[str], opts: FIDOptions, fake: Source) -> ClassJudge | N
     if fake.labels is None:
         raise StudioError(f"agreement needs class-labelled samples; {fake.spec} has none (a pipeline with the "
                           "default class prompts, not --prompts, or a folder with class subfolders)")
-    return ClassJudge(opts.classifier, resolve_device(opts.device))
+    judge = ClassJudge(opts.classifier, resolve_device(opts.device))
+    check_classes(fake.class_names, judge.class_names)  # before the pass, not after it
+    return judge
 
 
 def _feature_metrics(metrics: list[str], real: Source, fake: Source, ex: FeatureExtractor, opts: FIDOptions):
     """The moments of both sides and every metric beyond FID, from one pass over each side's images."""
+    if "per-class" in metrics:
+        for src in (real, fake):
+            if src.labels is None:
+                raise StudioError(f"per-class needs labels on both sides; {src.spec} has none (a folder needs "
+                                  "class subfolders, a pipeline the default class prompts, not --prompts)")
     judge = _judge(metrics, opts, fake)
-    (f1, y1, p1), (f2, y2, p2) = (features(real, ex, opts, judge if real.labels is not None else None),
+    judge_real = judge is not None and real.labels is not None and judge.knows(real.class_names)  # the ceiling
+    (f1, y1, p1), (f2, y2, p2) = (features(real, ex, opts, judge if judge_real else None),
                                   features(fake, ex, opts, judge))
     extra = {}
     if "per-class" in metrics:
-        for src, y in ((real, y1), (fake, y2)):
-            if y is None:
-                raise StudioError(f"per-class needs labels on both sides; {src.spec} has none (a folder needs "
-                                  "class subfolders, a pipeline the default class prompts, not --prompts)")
         extra["per_class_fid"] = per_class_fid((f1, y1), (f2, y2), real.class_names, fake.class_names)
     if "kid" in metrics:
         extra["kid"] = kid(f1, f2, opts.kid_subsets, opts.kid_subset_size, opts.seed)
