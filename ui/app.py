@@ -21,7 +21,7 @@ from studio.cli.schema import option
 from studio.devices import resolve_device
 
 from ui.actions import LIMITS, generate_pair, references, run_fid
-from ui.fid_view import PLOTTED, WIDTHS, plot_frame, summary, table
+from ui.fid_view import PLOTTED, VALUE, WIDTHS, plot_frame, summary, table
 from ui.history import last_fid, read_history
 from ui.registry import ModelRegistry
 
@@ -89,8 +89,8 @@ def build_app(cfg: UIConfig):
     def plotted(label):
         if label not in PLOTTED:
             raise _error(StudioError(f"{label!r} is not a metric; pick one of {', '.join(PLOTTED)}"))
-        return gr.ScatterPlot(value=plot_frame(read_history(registry.root), label), y=label, y_title=label,
-                              label=f"{label} against steps")
+        # a plain frame: Gradio 6's scatter plot redraws new data only when given data alone
+        return plot_frame(read_history(registry.root), label)
 
     def on_fid(model, reference, n, steps, label, progress=gr.Progress(track_tqdm=True)):
         try:
@@ -143,8 +143,9 @@ def build_app(cfg: UIConfig):
             history_table = gr.Dataframe(value=table(history), label="History (newest first)", interactive=False,
                                          wrap=True, column_widths=WIDTHS, elem_id="fid-history")
             metric = gr.Dropdown(list(PLOTTED), value="FID", label="Plot", elem_id="fid-plot-metric")
-            plot = gr.ScatterPlot(value=plot_frame(history, "FID"), x="steps", y="FID", color="model",
-                                  label="FID against steps")
+            plot = gr.ScatterPlot(value=plot_frame(history, "FID"), x="steps", y=VALUE,
+                                  y_title="the Plot menu's metric", color="model",
+                                  label="The metric chosen in the Plot menu, against steps", elem_id="fid-plot")
             metric.change(plotted, metric, plot, api_name="fid_plot")
             fid_button.click(on_fid, [fid_model, reference, fid_n, fid_steps, metric],
                              [fid_result, history_table, plot], api_name="fid", concurrency_limit=1,

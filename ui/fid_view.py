@@ -7,6 +7,7 @@ KID and the other metrics existed show a dash in those columns and are left out 
 from __future__ import annotations
 
 MISSING = "—"
+VALUE = "value"  # the plotted column, whatever the metric
 PLOTTED = {"FID": "fid", "KID": "kid", "precision": "precision", "recall": "recall",
            "class agreement (%)": "agreement"}  # label -> record key
 HEADERS = ["time", "model", "kind", "steps", "guidance", "reference", "N", "FID", "KID ± std", "precision",
@@ -55,9 +56,11 @@ def table(records: list[dict]):
 
 
 def plot_frame(records: list[dict], label: str):
-    """(steps, model, value) of the runs that have metric ``label`` (a key of ``PLOTTED``)."""
+    """(steps, model, value) of the runs that have metric ``label`` (a key of ``PLOTTED``). The value
+    column keeps one name for every metric: Gradio's scatter plot selects its columns by the y name
+    it was built with, so a renamed column would not reach the browser."""
     import pandas as pd
 
     key = PLOTTED[label]
     rows = [[r.get("steps"), r.get("model"), float(r[key])] for r in records if r.get(key) is not None]
-    return pd.DataFrame(rows, columns=["steps", "model", label])
+    return pd.DataFrame(rows, columns=["steps", "model", VALUE])
