@@ -73,7 +73,7 @@ def summary(r: dict) -> dict:
             "precision": pr["precision"], "recall": pr["recall"], "pr_n_per_side": pr["n_per_side"],
             "agreement": a["agreement"], "agreement_per_class": a["per_class"],
             "per_class_fid_mean": r["per_class_fid"]["mean"], "n_real": r["n_real"], "n_fake": r["n_fake"],
-            "seconds": r["seconds"]}
+            "seconds": r["seconds"], "judge": a["judge"]}
 
 
 def instaflow_rows(judge: Path) -> list[dict]:
@@ -156,7 +156,7 @@ def main() -> None:
         raise SystemExit(f"{judge} holds no classifier; train it with `studio cda squeeze --resolution 32 "
                          f"--width 16 --steps 2000 --out {judge}` (see the Makefile's models target)")
     ins, cda = instaflow_rows(judge), cda_rows(judge)
-    meta = json.loads((ROOT / f"cda-{Path(cda_sets()['CDA IPC 50']).name}.json").read_text())["agreement"]["judge"]
+    meta = ins[0]["judge"]
     write_result("rescore", {
         "what": "every studio fid metric of the saved InstaFlow models and CDA image sets, against all 10,000 "
                 "Fashion-MNIST test images", "command": "python benchmarks/rescore.py",
