@@ -12,18 +12,18 @@ import json
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from diffusers import ConsistencyModelPipeline
+from diffusers import UNet2DModel
 
 from studio import StudioError
 from studio.cli.schema import validate
 from studio.data import load_dataset
 from studio.images import make_grid, save_png, to_unit_hwc
-from studio.models.backbone import load_pipeline
-from studio.models.model_info import read_model_info
 from studio.training.driver import Stage, run
 
-from consistency.config import ICTConfig, ICTSampleConfig
-from consistency.model import build_unet
+from consistency import edm
+from consistency.config import ECTConfig, EDMConfig, EDMSampleConfig, ICTConfig, ICTSampleConfig
+from consistency.ect import STAGES, ECTObjective
+from consistency.model import Precond, build_unet, load_model
 from consistency.objective import ICTObjective
 from consistency.sampling import default_sigmas, sample
 
@@ -50,27 +50,86 @@ def train_ict(cfg: ICTConfig) -> Path | None:
         if cfg.conditional and not data.class_names:
             raise StudioError(f"{cfg.dataset} has no class labels; drop --conditional")
         unet = build_unet(len(data.class_names) if cfg.conditional else 0, cfg.dropout, seed=cfg.train.seed)
-        return ICTObjective(unet, data, cfg.train.steps, cfg.conditional, cfg.s0, cfg.s1, dataset=cfg.dataset)
+        precond = Precond(cfg.sigma_data or edm.measured_sigma_data(data), cfg.noise_scale)
+        return ICTObjective(unet, data, cfg.train.steps, cfg.conditional, cfg.s0, cfg.s1, dataset=cfg.dataset,
+                            precond=precond, flip=cfg.flip)
 
-    return run(cfg, [Stage("train", build, cfg.train)])
+    return run(cfg, [Stage("train", build, cfg.train)], outputs=edm.OUTPUTS)
+
+
+def train_edm(cfg: EDMConfig) -> Path | None:
+    """The EDM diffusion model from data (``consistency.edm``); sigma_data 0 is measured from the data."""
+
+    def build():
+        data = load_dataset(cfg.dataset, data_dir=cfg.data_dir or None, resolution=32, limit=cfg.limit or None)
+        if cfg.conditional and not data.class_names:
+            raise StudioError(f"{cfg.dataset} has no class labels; drop --conditional")
+        precond = Precond(cfg.sigma_data or edm.measured_sigma_data(data), cfg.noise_scale)
+        unet = build_unet(len(data.class_names) if cfg.conditional else 0, cfg.dropout, seed=cfg.train.seed)
+        return edm.EDMObjective(unet, data, precond, cfg.conditional, cfg.flip, dataset=cfg.dataset)
+
+    return run(cfg, [Stage("train", build, cfg.train)], outputs=edm.OUTPUTS)
+
+
+def tune_ect(cfg: ECTConfig) -> Path | None:
+    """ECT from an EDM model folder: the same UNet, parameterisation and classes; the export is a consistency model."""
+    cfg = replace(cfg, train=replace(cfg.train, mixed_precision=ict_precision(cfg.train.mixed_precision)))
+
+    def build():
+        _, info = load_model(cfg.init, ("edm",))
+        unet = UNet2DModel.from_pretrained(str(Path(cfg.init) / "unet"), use_safetensors=True, dropout=cfg.dropout)
+        data = load_dataset(cfg.dataset, data_dir=cfg.data_dir or None, resolution=32, limit=cfg.limit or None)
+        classes = info.get("class_names") or []
+        if classes and list(data.class_names) != classes:
+            raise StudioError(f"{cfg.init} is conditional on {len(classes)} classes and {cfg.dataset} does not have "
+                              "the same ones; tune on the pretraining's data")
+        return ECTObjective(unet.train(), data, Precond.of(info), cfg.double_every or max(1, cfg.train.steps // STAGES),
+                            cfg.q, cfg.k, cfg.b, cfg.huber_c, classes, cfg.flip, dataset=cfg.dataset)
+
+    return run(cfg, [Stage("train", build, cfg.train)], outputs=edm.OUTPUTS)
+
+
+def class_grid_labels(classes: list[str], num: int, class_label: int) -> list[int] | None:
+    """One label per image: ``class_label`` for all, or image k gets k mod C (None: unconditional)."""
+    if not classes:
+        return None
+    return [class_label] * num if class_label >= 0 else [k % len(classes) for k in range(num)]
+
+
+def save_samples(images, cfg, classes: list[str], extra: dict) -> Path:
+    meta = {"parameters": json.dumps({**asdict(cfg), **extra})}
+    nrow = len(classes) if classes and cfg.class_label < 0 else None
+    return save_png(make_grid(to_unit_hwc(images), nrow=nrow), cfg.out, meta)
+
+
+def run_edm_sample(cfg: EDMSampleConfig) -> Path:
+    validate(cfg)
+    unet, info = load_model(cfg.model, ("edm",))
+    classes = info.get("class_names") or []
+    if cfg.class_label >= len(classes) > 0:
+        raise StudioError(f"--class-label {cfg.class_label} is out of range: the model has {len(classes)} classes")
+    images = edm.sample(unet, Precond.of(info), cfg.num, cfg.seed, cfg.steps,
+                        class_grid_labels(classes, cfg.num, cfg.class_label), heun=not cfg.euler)
+    return save_samples(images, cfg, classes, {})
 
 
 def run_ict_sample(cfg: ICTSampleConfig) -> Path:
     validate(cfg)
-    pipe = load_pipeline(cfg.model, pipeline_cls=ConsistencyModelPipeline)
-    classes = read_model_info(cfg.model).get("class_names") or []
-    labels = None
-    if classes:
-        labels = [cfg.class_label] * cfg.num if cfg.class_label >= 0 else [k % len(classes) for k in range(cfg.num)]
+    unet, info = load_model(cfg.model, ("consistency",))
+    classes = info.get("class_names") or []
+    if cfg.class_label >= len(classes) > 0:
+        raise StudioError(f"--class-label {cfg.class_label} is out of range: the model has {len(classes)} classes")
     sigmas = list(cfg.sigmas) or default_sigmas(cfg.steps)
-    images = sample(pipe.unet, cfg.num, cfg.seed, sigmas, labels)
-    images = to_unit_hwc(images)
-    meta = {"parameters": json.dumps({**asdict(cfg), "sigmas": sigmas})}
-    return save_png(make_grid(images, nrow=len(classes) if classes and cfg.class_label < 0 else None), cfg.out, meta)
+    images = sample(unet, cfg.num, cfg.seed, sigmas, class_grid_labels(classes, cfg.num, cfg.class_label),
+                    precond=Precond.of(info))
+    return save_samples(images, cfg, classes, {"sigmas": sigmas})
 
 
 def commands() -> dict:
     return {
         ("ict", "train"): (ICTConfig, train_ict, "Improved Consistency Training from data (iCT)"),
         ("ict", "sample"): (ICTSampleConfig, run_ict_sample, "1-, 2- or multistep samples of a consistency model"),
+        ("ict", "tune"): (ECTConfig, tune_ect, "Easy Consistency Tuning (ECT) from an EDM diffusion model"),
+        ("edm", "train"): (EDMConfig, train_edm, "an EDM diffusion model from data (ECT's starting point)"),
+        ("edm", "sample"): (EDMSampleConfig, run_edm_sample, "Heun (or Euler) samples of an EDM model"),
     }

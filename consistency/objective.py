@@ -13,13 +13,13 @@ import contextlib
 
 import torch
 
+from studio.data.augment import random_hflip
 from studio.diffusion.adapter import append_dims
 from studio.diffusion.losses import pseudo_huber
-from studio.models.backbone import save_pipeline
 from studio.training.method import Method
 
-from consistency.model import consistency_model
-from consistency.sampling import export_pipeline
+from consistency.model import Precond, consistency_model
+from consistency.sampling import save_model
 from consistency.recipe import P_MEAN, P_STD, S0, S1, discretization_steps, karras_sigmas, loss_weights, lognormal_weights
 
 
@@ -38,12 +38,19 @@ def same_randomness(device: torch.device):
     yield restore
 
 
+def consistency_info(classes: list[str], num_train_timesteps: int, dataset: str, precond: Precond) -> dict:
+    """studio_model.json of a consistency model (iCT or ECT)."""
+    return dict(kind="consistency", steps=1, guidance=0.0, class_names=classes, num_train_timesteps=num_train_timesteps,
+                dataset=dataset, sigma_data=precond.sigma_data, noise_scale=precond.noise_scale)
+
+
 class ICTObjective(Method):
     name = "ict"
 
     def __init__(self, unet, data, total_steps: int, conditional: bool = False, s0: int = S0, s1: int = S1,
-                 p_mean: float = P_MEAN, p_std: float = P_STD, dataset: str = ""):
-        self.unet, self.data, self.dataset_spec = unet, data, dataset
+                 p_mean: float = P_MEAN, p_std: float = P_STD, dataset: str = "", precond: Precond = Precond(),
+                 flip: bool = False):
+        self.unet, self.data, self.dataset_spec, self.precond, self.flip = unet, data, dataset, precond, flip
         self.total_steps, self.conditional = total_steps, conditional
         self.s0, self.s1, self.p_mean, self.p_std = s0, s1, p_mean, p_std
         self.on_step_start(0)
@@ -59,12 +66,11 @@ class ICTObjective(Method):
         return discretization_steps(self.total_steps - 1, self.total_steps, self.s0, self.s1)
 
     def export(self, result, out):
-        save_pipeline(export_pipeline(result.modules["unet"].eval().to("cpu"), self.final_scales()), out)
+        save_model(result.modules["unet"].eval().to("cpu"), out, self.final_scales(), self.precond)
 
     def model_info(self):
         classes = list(self.data.class_names) if self.conditional else []
-        return dict(kind="consistency", steps=1, guidance=0.0, class_names=classes,
-                    num_train_timesteps=self.final_scales(), dataset=self.dataset_spec)
+        return consistency_info(classes, self.final_scales(), self.dataset_spec, self.precond)
 
     def on_step_start(self, step: int) -> None:
         """Curriculum: the sigmas, sampling weights and lambdas of N(step) (iCT sec. 3.4-3.5)."""
@@ -80,7 +86,9 @@ class ICTObjective(Method):
 
     def loss(self, modules, batch, rand):
         x = batch["pixels"]
-        f = consistency_model(modules["unet"])
+        if self.flip:
+            x = random_hflip(x, rand.rand())
+        f = consistency_model(modules["unet"], self.precond)
         labels = batch["label"].to(x.device) if self.conditional else None
         i = self.draw_indices(rand.rand())
         z = rand.randn(*x.shape[1:]).to(x.dtype)

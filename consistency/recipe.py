@@ -14,19 +14,13 @@ import math
 
 import torch
 
+from studio.diffusion.edm import karras_sigmas  # noqa: F401  (eq. 5, shared with EDM)
+
 SIGMA_DATA, SIGMA_MIN, SIGMA_MAX, RHO = 0.5, 0.002, 80.0, 7.0
 P_MEAN, P_STD = -1.1, 2.0
 S0, S1 = 10, 1280
 
 
-
-
-def karras_sigmas(n: int, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX, rho: float = RHO) -> torch.Tensor:
-    """Ascending sigma_i = (s_min^(1/rho) + (i-1)/(N-1) (s_max^(1/rho) - s_min^(1/rho)))^rho, i = 1..N
-    (Karras et al. 2022, eq. 5; iCT sec. 2), in float64."""
-    ramp = torch.linspace(0, 1, n, dtype=torch.float64)
-    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
-    return (lo + ramp * (hi - lo)) ** rho
 
 
 def discretization_steps(k: int, total: int, s0: int = S0, s1: int = S1) -> int:

@@ -122,23 +122,29 @@ def consistency_scalings(sigma: torch.Tensor, sigma_data: float, sigma_min: floa
     return c_skip, c_out, c_in
 
 
-def consistency_noise(sigma: torch.Tensor) -> torch.Tensor:
-    """The network's noise input c_noise = 250 ln(sigma) (diffusers ``CMStochasticIterativeScheduler.sigma_to_t``)."""
-    return 250.0 * torch.log(sigma + 1e-44)
+def consistency_noise(sigma: torch.Tensor, scale: float = 250.0) -> torch.Tensor:
+    """The network's noise input c_noise = scale ln(sigma): 250 as diffusers' ``CMStochasticIterativeScheduler.sigma_to_t``
+    (the CM ImageNet/LSUN code's 1000 * 0.25 ln sigma), 0.25 as EDM (Karras et al. 2022, Table 1) and the CM
+    CIFAR-10 code. Returned as a float tensor: a UNet2DModel casts a Python number to an integer timestep."""
+    return scale * torch.log(sigma + 1e-44)
 
 
 @dataclass
 class ConsistencyDenoiser:
     """f(x, sigma) = c_skip(sigma) x + c_out(sigma) F(c_in(sigma) x, c_noise(sigma)) around a diffusers
-    ``UNet2DModel`` F; ``sigma`` is per sample. The scalings are computed in float32."""
+    ``UNet2DModel`` F; ``sigma`` is per sample. The scalings are computed in float32.
+
+    With ``sigma_min`` = 0 this is EDM's denoiser D(x; sigma) (Karras et al. 2022, eq. 7 with the Table 1
+    preconditioning), which is what the EDM diffusion model and ECT's starting point use."""
 
     unet: torch.nn.Module
     sigma_data: float
     sigma_min: float
+    noise_scale: float = 250.0
 
     def __call__(self, x: torch.Tensor, sigma, class_labels=None) -> torch.Tensor:
         sigma = torch.as_tensor(sigma, device=x.device, dtype=torch.float32).expand(x.shape[0])
         c_skip, c_out, c_in = (append_dims(c, x.ndim).to(x.dtype)
                                for c in consistency_scalings(sigma, self.sigma_data, self.sigma_min))
-        out = self.unet(c_in * x, consistency_noise(sigma), class_labels=class_labels).sample
+        out = self.unet(c_in * x, consistency_noise(sigma, self.noise_scale), class_labels=class_labels).sample
         return c_skip * x + c_out * out

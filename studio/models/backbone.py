@@ -60,6 +60,21 @@ def load_pipeline(source: str | os.PathLike, dtype="float32", device: str | torc
     return pipe.to(device)
 
 
+class Components:
+    """diffusers components saved side by side (``unet/``, ``scheduler/``) without a pipeline class, so without
+    a ``model_index.json``: for a model no diffusers pipeline samples correctly. ``save_pipeline`` takes it."""
+
+    def __init__(self, **parts):
+        self.parts = parts
+
+    def save_pretrained(self, path: str, safe_serialization: bool = True) -> None:
+        for name, part in self.parts.items():
+            if hasattr(part, "save_config") and not hasattr(part, "state_dict"):  # a scheduler
+                part.save_pretrained(str(Path(path) / name))
+            else:
+                part.save_pretrained(str(Path(path) / name), safe_serialization=safe_serialization)
+
+
 def save_pipeline(pipe, out_dir) -> Path:
     """``save_pretrained`` (safetensors) into ``out_dir``, replacing components atomically.
 

@@ -14,7 +14,7 @@ from studio.files import write_json
 from studio.models.backbone import is_pipeline_dir
 
 MODEL_INFO = "studio_model.json"
-KINDS = ("teacher", "2-rectified-flow", "one-step-student", "flow", "consistency")
+KINDS = ("teacher", "2-rectified-flow", "one-step-student", "flow", "consistency", "edm")
 
 
 def write_model_info(pipe_dir, kind: str, steps: int, guidance: float, **extra) -> Path:
