@@ -216,6 +216,41 @@ def ict_budget(d: dict) -> str:
     return table(["setting", "value"], rows) + "\n\n" + source("ict")
 
 
+def ect_rows(d: dict) -> str:
+    e = d["ect"]
+    rows = [[r["name"], count(r["nfe"]), count(r["n"]), fid(r["fid"]), f"{r['kid']:.4f} ± {r['kid_std']:.4f}",
+             ms(r["ms_per_image"])] for r in e["rows"]]
+    q = e["quoted_from_ict_json"]
+    rows += [[f"{r['name']} (quoted from ict.json, {q['date'][:10]})", _steps_of(r["name"]), count(r["n"]),
+              fid(r["fid"]), "", ms(e["ddpm_ms_per_image"]) if "diffusion" in r["name"] else ""] for r in q["rows"]]
+    return table(["model", "network evaluations", "N", "FID", "KID ± std", "ms/image"], rows) + "\n\n" + source("ect")
+
+
+def ect_sweep(d: dict) -> str:
+    rows = [[r["name"], count(r["nfe"]), count(r["n"]), fid(r["fid"])] for r in d["ect"]["sweep"]]
+    return table(["EDM sampler", "network evaluations", "N", "FID"], rows) + "\n\n" + source("ect")
+
+
+def ect_goals(d: dict) -> str:
+    g = d["ect"]["goals"]
+    rows = [["ECT 2-step FID / EDM best FID", ratio(g["ect_2step_vs_edm"]), f"<= 1.2: {met(g['ect_2step_within_1.2x'])}"],
+            ["ECT 1-step FID / EDM best FID", ratio(g["ect_1step_vs_edm"]), f"<= 1.5: {met(g['ect_1step_within_1.5x'])}"],
+            ["ECT tuning time / EDM training time (step costs of this run)", ratio(g["tune_vs_pretrain_time"]),
+             f"<= 0.333: {met(g['tune_within_a_third'])}"],
+            ["the same from the stages' wall clocks", ratio(g["tune_vs_pretrain_wall_clock"]), ""]]
+    return table(["figure", "value", "goal"], rows) + "\n\n" + source("ect")
+
+
+def ect_totals(d: dict) -> str:
+    t = d["ect"]["totals"]
+    rows = [["EDM pretraining + ECT tuning", seconds(t["edm_train_s"]), seconds(t["ect_tune_s"]),
+             seconds(t["edm_plus_ect_s"]), fid(t["ect_1step_fid"]), fid(t["ect_2step_fid"])],
+            ["iCT from scratch (ict.json)", "", "", seconds(t["ict_from_scratch_s"]), fid(t["ict_1step_fid"]),
+             fid(t["ict_2step_fid"])]]
+    return table(["route", "pretraining, s", "tuning, s", "total, s", "1-step FID", "2-step FID"], rows) + \
+        "\n\n" + source("ect", "ict")
+
+
 # ---------------------------------------------------------------- CDA
 
 def _cell(r: dict) -> str:
@@ -504,6 +539,10 @@ TABLES = {
     "ict.rows": (("ict",), ict_rows),
     "ict.goals": (("ict",), ict_goals),
     "ict.budget": (("ict",), ict_budget),
+    "ect.rows": (("ect",), ect_rows),
+    "ect.sweep": (("ect",), ect_sweep),
+    "ect.goals": (("ect",), ect_goals),
+    "ect.totals": (("ect", "ict"), ect_totals),
     "cda.setup": (("cda",), cda_setup("cda")),
     "cda.top1": (("cda",), cda_top1("cda")),
     "cda.compare": (("cda",), cda_compare("cda")),

@@ -80,7 +80,7 @@ class EDMObjective(Method):
     def model_info(self):
         classes = list(self.data.class_names) if self.conditional else []
         note = "" if edm_scheduler(self.precond) else \
-            f"c_noise = {self.precond.noise_scale} ln(sigma): EDMEulerScheduler expresses only 0.25; studio sampling only"
+            f"c_noise = {self.precond.noise_scale} ln(sigma): EDMEulerScheduler has only 0.25; studio sampling only"
         return dict(kind="edm", steps=HEUN_STEPS, guidance=0.0, class_names=classes, dataset=self.dataset_spec,
                     sigma_data=self.precond.sigma_data, noise_scale=self.precond.noise_scale,
                     **({"note": note} if note else {}))

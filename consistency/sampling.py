@@ -81,7 +81,8 @@ def export_pipeline(unet, num_train_timesteps: int, precond: Precond = Precond()
     """The plain-diffusers pipeline; refused (one line) for a noise scale the scheduler cannot express."""
     if precond.noise_scale != DIFFUSERS_NOISE_SCALE:
         raise StudioError(f"c_noise = {precond.noise_scale:g} ln(sigma) cannot be exported as a diffusers "
-                          f"ConsistencyModelPipeline: its scheduler feeds the UNet {DIFFUSERS_NOISE_SCALE:g} ln(sigma); "
+                          f"ConsistencyModelPipeline: its scheduler feeds the UNet {DIFFUSERS_NOISE_SCALE:g} "
+                          "ln(sigma); "
                           "sample it with studio ict sample, or train with --noise-scale 250")
     return ConsistencyModelPipeline(unet=unet, scheduler=export_scheduler(num_train_timesteps, precond))
 

@@ -17,6 +17,7 @@ from typing import Callable
 from studio import StudioError
 from studio.fid.run import FIDConfig, FIDOptions, compute_fid
 from studio.images import make_grid, save_png
+from studio.models.generators import ClassGenerator, generate_from_prompts, label_of_prompt
 from studio.models.model_info import sampling_settings
 from studio.diffusion.sampling import generate
 
@@ -55,9 +56,16 @@ def check_generate(prompt: str, seed, steps, guidance, num_images) -> tuple[str,
 def _run(registry: ModelRegistry, name: str, prompt: str, seed: int, steps: int, guidance: float, num: int,
          out_dir: Path, progress: Callable[[int, int], None] | None) -> dict:
     pipe = registry.pipeline(name)
+    if isinstance(pipe, ClassGenerator):  # the prompt's class name picks the label, before the clock starts
+        if pipe.class_names:
+            label_of_prompt(prompt, pipe.class_names)
+        guidance = 0.0
     t0 = time.perf_counter()
-    images = generate(pipe, [prompt] * num, steps=steps, guidance=guidance, seed=seed, batch_size=num,
-                      callback=progress)
+    if isinstance(pipe, ClassGenerator):
+        images = generate_from_prompts(pipe, [prompt] * num, steps, seed, num, progress)
+    else:
+        images = generate(pipe, [prompt] * num, steps=steps, guidance=guidance, seed=seed, batch_size=num,
+                          callback=progress)
     seconds = time.perf_counter() - t0
     folder = out_dir / uuid.uuid4().hex
     paths = []

@@ -27,7 +27,7 @@ from ui.registry import ModelRegistry
 
 EXAMPLES = ["a photo of an ankle boot", "a photo of a bag", "an image of a dress", "a picture of a sneaker",
             "a photo of a trouser", "a photo of a pullover"]
-FAST_KINDS = ("one-step-student", "2-rectified-flow", "flow")
+FAST_KINDS = ("one-step-student", "2-rectified-flow", "flow", "consistency")
 MAX_UPLOAD = "1mb"
 
 
@@ -56,11 +56,13 @@ def build_app(cfg: UIConfig):
     registry = ModelRegistry(cfg.models, str(resolve_device(cfg.device)))
     names = registry.names()
     if not names:
-        raise StudioError(f"no pipelines (folders with model_index.json) under {cfg.models}")
+        raise StudioError(f"no models (pipelines with model_index.json, or EDM and consistency model folders) "
+                          f"under {cfg.models}")
     out_dir = Path(tempfile.mkdtemp(prefix="studio-ui-"))
     atexit.register(shutil.rmtree, out_dir, ignore_errors=True)
     fast = registry.by_kind(*FAST_KINDS) or names
-    slow = registry.by_kind("teacher") or names
+    # the teacher first; an EDM or consistency model may also take the slow side (e.g. a consistency model at 2 steps)
+    slow = (registry.by_kind("teacher") + registry.by_kind("edm", "consistency")) or names
     pick_fast = next((n for n in fast if registry.info(n)["kind"] == "one-step-student"), fast[0])
 
     def describe(name):
@@ -112,7 +114,7 @@ def build_app(cfg: UIConfig):
                 num_images = gr.Slider(*LIMITS["num_images"], value=4, step=1, label="Images")
             with gr.Row():
                 fast_model = gr.Dropdown(fast, value=pick_fast, label="Fast model (its own steps and guidance)")
-                slow_model = gr.Dropdown(slow, value=slow[0], label="Teacher")
+                slow_model = gr.Dropdown(slow, value=slow[0], label="Teacher (the steps and guidance above)")
             button = gr.Button("Generate", variant="primary", elem_id="generate")
             used_seed = gr.Number(label="Seed used", precision=0, interactive=False)
             with gr.Row():

@@ -1,6 +1,7 @@
 """The models folder the app serves: which pipelines it holds, and loading each one once.
 
-Only directories below the folder that hold ``model_index.json`` are models. A name from a
+Only directories below the folder that hold ``model_index.json`` (a pipeline), or a generator folder
+(an EDM or consistency model, ``studio.models.generators``), are models. A name from a
 client is accepted only if it is one of those (re-scanned) names and its real path, links
 resolved, stays inside the folder; everything else is refused with a plain message.
 """
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from studio import StudioError
 from studio.models.backbone import is_pipeline_dir, load_pipeline
+from studio.models.generators import generator_kind, load_generator
 from studio.models.model_info import read_model_info
 
 MAX_DEPTH = 3
@@ -35,7 +37,7 @@ class ModelRegistry:
             for sub in sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")):
                 if not self._inside(sub):
                     continue
-                if is_pipeline_dir(sub):
+                if is_pipeline_dir(sub) or generator_kind(sub) is not None:
                     found.append(sub.relative_to(self.root).as_posix())
                 elif depth < MAX_DEPTH:
                     walk(sub, depth + 1)
@@ -74,9 +76,10 @@ class ModelRegistry:
         return [n for n in self.names() if read_model_info(self.root / n)["kind"] in kinds]
 
     def pipeline(self, name: str):
-        """The loaded pipeline, loaded once (thread-safe) and shared by all requests."""
+        """The loaded pipeline (or ``ClassGenerator``), loaded once (thread-safe) and shared by all requests."""
         path = self.path(name)
         with self._lock:
             if name not in self._cache:
-                self._cache[name] = load_pipeline(path, device=self.device)
+                load = load_generator if generator_kind(path) else load_pipeline
+                self._cache[name] = load(path, device=self.device)
             return self._cache[name]

@@ -31,6 +31,7 @@ from studio.fid.frechet import frechet_distance
 from studio.fid.kid import SUBSETS, kid
 from studio.fid.precision_recall import K, equal_sizes, precision_recall
 from studio.fid.passes import features, statistics
+from studio.models.generators import generator_kind
 from studio.fid.sources import Source, open_source
 from studio.fid.stats import FeatureStats, save_stats
 from studio.files import check_writable, write_json
@@ -128,7 +129,8 @@ def _open_pair(specs: list[str], opts: FIDOptions, nums: list[int] | None = None
            "device": opts.device}
     data_dir = opts.data_dir or None
     nums = nums or [opts.num] * len(specs)
-    first = [None if is_pipeline_dir(s) else open_source(s, n, data_dir) for s, n in zip(specs, nums)]
+    generated = [is_pipeline_dir(s) or generator_kind(s) is not None for s in specs]
+    first = [None if g else open_source(s, n, data_dir) for s, n, g in zip(specs, nums, generated)]
     labelled = next((s for s in first if s is not None and s.class_names), None)
     names = () if opts.prompts else tuple(labelled.class_names if labelled else FASHION_MNIST_CLASSES)
     return [s if s is not None else open_source(spec, n, data_dir, _prompts(opts, labelled), gen, names)

@@ -6,6 +6,8 @@
 - a pipeline directory (``model_index.json``): N images are generated, image k from prompt
   k mod P with seed ``seed + k``; prompts come from a prompt file or, by default, the class
   prompts of the labelled other side (or of Fashion-MNIST);
+- a generator folder (an EDM or consistency model, ``studio.models.generators``): the same, with
+  image k of the class prompt k mod P names (any prompt, for an unconditional model);
 - a statistics file (``.npz`` with ``mu`` and ``sigma``).
 
 Labels (for per-class metrics): a dataset split's own; a folder's class subfolders
@@ -25,6 +27,7 @@ from PIL import Image, UnidentifiedImageError
 
 from studio import StudioError
 from studio.models.backbone import is_pipeline_dir
+from studio.models.generators import generator_kind
 from studio.data.imagefolder import IMAGE_EXTENSIONS
 
 
@@ -120,6 +123,29 @@ def _pipeline(spec: str, num: int, prompts: list[str], gen: dict, class_names: t
                   labels=[k % len(prompts) for k in range(num)] if class_names else None)
 
 
+def _generator(spec: str, num: int, prompts: list[str], gen: dict, class_names: tuple = ()) -> Source:
+    """A class-label model: image k of the class prompt k mod P names, seed ``seed + k``."""
+    from studio.models.generators import generate_from_prompts, label_of_prompt, load_generator
+    from studio.models.model_info import sampling_settings
+
+    if not num:
+        raise StudioError(f"give --num: how many images to generate from the model {spec}")
+    model = load_generator(spec, gen.get("device", "cpu"))
+    for p in prompts if model.class_names else ():  # a prompt naming no class fails before any image is made
+        label_of_prompt(p, model.class_names)
+    gen = {**gen, "steps": sampling_settings(spec, gen.get("steps"))[0], "guidance": 0.0}
+
+    def batches(size: int):
+        for lo in range(0, num, size):
+            chunk = [prompts[k % len(prompts)] for k in range(lo, min(num, lo + size))]
+            yield generate_from_prompts(model, chunk, gen["steps"], gen["seed"] + lo, size)
+
+    labelled = bool(class_names) and bool(model.class_names)
+    return Source(spec, "images", count=num, batches=batches, generation=gen,
+                  class_names=tuple(class_names) if labelled else (),
+                  labels=[k % len(prompts) for k in range(num)] if labelled else None)
+
+
 def open_source(spec: str, num: int = 0, data_dir=None, prompts: list[str] | None = None,
                 gen: dict | None = None, class_names: tuple = ()) -> Source:
     if spec.endswith(".npz"):
@@ -127,8 +153,10 @@ def open_source(spec: str, num: int = 0, data_dir=None, prompts: list[str] | Non
     if spec.split(":", 1)[0] == "fashion-mnist":
         return _dataset(spec, num, data_dir)
     path = Path(spec)
-    if is_pipeline_dir(path):
+    if is_pipeline_dir(path) and generator_kind(path) is None:
         return _pipeline(spec, num, prompts or [], gen or {}, class_names)
+    if generator_kind(path) is not None:
+        return _generator(spec, num, prompts or [], gen or {}, class_names)
     if path.is_dir():
         return _folder(spec, num)
     raise StudioError(f"{spec!r} is not an image folder, a dataset split (fashion-mnist:train|test), "
