@@ -147,3 +147,33 @@ def test_tune_from_an_edm_model_resumes_exactly_after_sigkill(fake_fmnist, tmp_p
     # a resume with other settings is refused, and so is an init that is not an EDM model
     assert main(tune_cmd(init, fake_fmnist, out, "--resume", "latest", "--q", "4")[3:]) == 2
     assert main(tune_cmd(out, fake_fmnist, tmp_path / "x")[3:]) == 2
+
+
+def test_ict_options_train_a_studio_model_folder_that_samples_and_scores(fake_fmnist, tmp_path):
+    """--noise-scale 0.25 (not expressible in diffusers), a measured sigma_data and flips: the run writes the
+    studio folder (no model_index.json), which `ict sample` and FID read; the prompt must name a class."""
+    from studio.fid.run import FIDConfig, FIDOptions, compute_fid
+    from studio.models.generators import label_of_prompt
+
+    out = tmp_path / "ict"
+    assert main(["ict", "train", "--data-dir", str(fake_fmnist), "--out", str(out), "--steps", "2", "--batch-size",
+                 "4", "--conditional", "--noise-scale", "0.25", "--sigma-data", "0", "--flip", "--tracker", "none",
+                 "--no-progress"]) == 0
+    info = json.loads((out / "studio_model.json").read_text())
+    assert info["noise_scale"] == 0.25 and 0.3 < info["sigma_data"] < 1.0 and info["sigma_data"] != 0.5
+    assert not (out / "model_index.json").exists()
+    assert main(["ict", "sample", str(out), "--num", "4", "--out", str(tmp_path / "g.png")]) == 0
+    res = compute_fid(FIDConfig(real="fashion-mnist:test", fake=str(out), opts=FIDOptions(
+        num=20, data_dir=str(fake_fmnist), metrics="fid,per-class", cache=False)))
+    assert res["fid"] > 0 and res["n_fake"] == 20
+    with pytest.raises(StudioError, match="names none of this model's classes"):
+        compute_fid(FIDConfig(real="fashion-mnist:test", fake=str(out), opts=FIDOptions(
+            num=20, data_dir=str(fake_fmnist), prompts=str(_prompt_file(tmp_path)), cache=False)))
+    names = ["t-shirt/top", "trouser", "boot", "ankle boot"]
+    assert [label_of_prompt(p, names) for p in ["A T-shirt.", "two trousers", "an ankle boot", "a boot"]] == [0, 1, 3, 2]
+
+
+def _prompt_file(tmp_path):
+    path = tmp_path / "prompts.txt"
+    path.write_text("a photo of a cat\n")
+    return path
