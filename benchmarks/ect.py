@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from _common import RESULTS, write_result
+from _scoring import cached, measure, real_features, uint8
 
 from consistency import edm
 from consistency.commands import train_edm, tune_ect
@@ -35,14 +36,7 @@ from consistency.diffusion_baseline import sample as sample_ddpm
 from consistency.model import Precond, build_unet, load_model
 from consistency.sampling import default_sigmas
 from consistency.sampling import sample as sample_cm
-from studio.fid.extractor import FeatureExtractor
-from studio.fid.frechet import frechet_distance
-from studio.fid.kid import kid
-from studio.fid.passes import features
-from studio.fid.run import FIDOptions
-from studio.fid.sources import open_source
-from studio.fid.stats import FeatureStats
-from studio.images import make_grid, save_png, to_uint8, to_unit_hwc
+from studio.images import make_grid, save_png
 from studio.training.checkpoints import list_checkpoints, read_state
 
 DEFAULT_ROOT = "runs/bench/ect"
@@ -97,33 +91,6 @@ def step_costs(edm_unet, edm_pre: Precond, repeats: int, steps: int = 4) -> dict
     return {f"{k}_step_s": statistics.median(v) for k, v in times.items()}
 
 
-def _uint8(x: torch.Tensor) -> np.ndarray:
-    return to_uint8(to_unit_hwc(x))
-
-
-def measure(make, n: int, real: np.ndarray, batch: int = 250) -> dict:
-    """FID and KID of ``n`` images of ``make(seed0, count)`` against the real features."""
-    ex = FeatureExtractor(None, "tf-bilinear", "cpu")
-    stats, parts = FeatureStats(2048), []
-    for lo in range(0, n, batch):
-        f = ex(_uint8(make(lo, min(batch, n - lo))))
-        stats.update(f)
-        parts.append(f.to(torch.float32).numpy())
-    mu, sigma = stats.mu_sigma()
-    mu_r, sigma_r = real.mean(0), np.cov(real.astype(np.float64), rowvar=False)
-    k = kid(real, np.concatenate(parts))
-    return {"fid": float(frechet_distance(mu_r, sigma_r, mu, sigma)), "kid": k["kid_mean"], "kid_std": k["kid_std"],
-            "n": n}
-
-
-def cached(root: Path, name: str, n: int, compute) -> dict:
-    path = root / "fid" / f"{name.replace(' ', '_')}_n{n}.json"  # a model change needs its cache file deleted
-    if not path.is_file():
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(json.dumps(compute()))
-    return json.loads(path.read_text())
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--ect-steps", type=int, default=600)
@@ -137,8 +104,7 @@ def main() -> None:
     models = stages(a)
     (edm_unet, edm_info), (ect_unet, ect_info) = models["edm"], models["ect"]
     edm_pre, ect_pre = Precond.of(edm_info), Precond.of(ect_info)
-    real, _, _ = features(open_source("fashion-mnist:test"), FeatureExtractor(None, "tf-bilinear", "cpu"),
-                          FIDOptions(num=0, metrics="kid"))
+    real = real_features()
 
     def edm_row(steps: int, heun: bool) -> dict:
         nfe = 2 * steps - 1 if heun else steps
@@ -175,7 +141,7 @@ def main() -> None:
         r["ms_per_image"] = ms[r["name"]]
     study = root.resolve() != Path(DEFAULT_ROOT).resolve()
     results = root if study else RESULTS
-    save_png(make_grid(np.concatenate([_uint8(r["make"](0, 10)) for r in rows]), nrow=10), results / "ect_grid.png")
+    save_png(make_grid(np.concatenate([uint8(r["make"](0, 10)) for r in rows]), nrow=10), results / "ect_grid.png")
     ict = json.loads((RESULTS / "ict.json").read_text())
     base, sec = rows[0]["fid"], models["seconds"]
     write_result("ect", {
