@@ -1,0 +1,107 @@
+"""iCT from scratch with issue 32's fixes against the committed iCT rows, and each fix's A/B.
+
+    python benchmarks/ict_fixes.py    # -> benchmarks/results/ict_fixes.json
+
+Fashion-MNIST 32x32, unconditional, the ``consistency.model.SMALL_UNET`` UNet2DModel and the budget of
+``benchmarks/ict.py`` (RAdam lr 2e-4, batch 64, EMA 0.999, gradient clipping 1.0). The fixes, each one
+``studio ict train`` option: c_noise = 0.25 ln sigma (``--noise-scale``, against 250), sigma_data measured
+from the data (``--sigma-data 0``, against 0.5), dropout 0.3 (against 0) and horizontal flips (``--flip``).
+1. All four fixes at ``--steps`` (3,000, ict.json's budget); FID and KID at 1 and 2 steps from ``--n``
+   samples against all 10,000 test images, as ratios to ict.json's DDPM row (today's iCT: 2.64x, 2.23x).
+2. The A/B, leave one out: at ``--ab-steps`` every fix, each fix left out in turn, and none (today's
+   settings); FID and KID at ``--ab-n``. A fix helps where leaving it out raises the FID.
+Resumable: rerun after an interruption (models under runs/bench/ict_fixes; FIDs cached per row and N).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from _common import RESULTS, write_result
+from _scoring import cached, measure, real_features
+
+from consistency.commands import train_ict
+from consistency.config import ICTConfig
+from consistency.model import Precond, load_model
+from consistency.sampling import default_sigmas
+from consistency.sampling import sample as sample_cm
+from studio.training.checkpoints import list_checkpoints, read_state
+from studio.training.config import TrainerConfig
+
+DEFAULT_ROOT = "runs/bench/ict_fixes"
+# option: (today's value, the fix)
+FIXES = {"noise_scale": (250.0, 0.25), "sigma_data": (0.5, 0.0), "dropout": (0.0, 0.3), "flip": (False, True)}
+
+
+def settings(left_out: tuple[str, ...] = ()) -> dict:
+    return {k: (old if k in left_out else new) for k, (old, new) in FIXES.items()}
+
+
+def train(root: Path, name: str, steps: int, opts: dict) -> tuple:
+    out = root / name
+    if not (out / "studio_model.json").is_file():
+        tc = TrainerConfig(steps=steps, batch_size=64, lr=2e-4, optimizer="radam", ema_decay=0.999,
+                           max_grad_norm=1.0, checkpoint_every=250, log_every=250, resume="latest", progress=False,
+                           tracker="none")
+        if train_ict(replace(ICTConfig(out=str(out), **opts), train=tc)) is None:
+            raise SystemExit(f"interrupted in {out}; rerun the command to resume")
+    unet, info = load_model(out, ("consistency",))
+    seconds = float(read_state(list_checkpoints(out / "train")[-1]).get("seconds", 0.0))
+    return unet, Precond.of(info), round(seconds, 1)
+
+
+def score(root: Path, name: str, steps: int, opts: dict, n: int, real) -> dict:
+    unet, pre, seconds = train(root, name, steps, opts)
+    row = {"name": name, "steps": steps, **opts, "sigma_data_used": pre.sigma_data, "train_s": seconds}
+    for k in (1, 2):
+        def make(lo, count, k=k):
+            return sample_cm(unet, count, lo, default_sigmas(k), precond=pre)
+
+        m = cached(root, f"{name}_{k}step", n, lambda: measure(make, n, real))
+        row.update({f"fid_{k}step": m["fid"], f"kid_{k}step": m["kid"], "n": n})
+        print(name, f"{k}-step", round(m["fid"], 2), flush=True)
+    return row
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--n", type=int, default=5000)
+    p.add_argument("--ab-steps", type=int, default=800)
+    p.add_argument("--ab-n", type=int, default=1000)
+    p.add_argument("--root", default=DEFAULT_ROOT)
+    a = p.parse_args()
+    root = Path(a.root)
+    root.mkdir(parents=True, exist_ok=True)
+    real = real_features()
+    full = score(root, "all-fixes", a.steps, settings(), a.n, real)
+    ab = [score(root, "ab-all-fixes", a.ab_steps, settings(), a.ab_n, real)]
+    ab += [score(root, f"ab-without-{k}", a.ab_steps, settings((k,)), a.ab_n, real) for k in FIXES]
+    ab.append(score(root, "ab-none", a.ab_steps, settings(tuple(FIXES)), a.ab_n, real))
+    ict = json.loads((RESULTS / "ict.json").read_text())
+    ddpm = ict["rows"][2]["fid"]
+    goals = {"ict_1step_vs_diffusion": full["fid_1step"] / ddpm, "ict_2step_vs_diffusion": full["fid_2step"] / ddpm,
+             "today_1step_vs_diffusion": ict["goals"]["ict_1step_vs_diffusion"],
+             "today_2step_vs_diffusion": ict["goals"]["ict_2step_vs_diffusion"]}
+    goals["better_than_today"] = (goals["ict_1step_vs_diffusion"] < goals["today_1step_vs_diffusion"]
+                                  and goals["ict_2step_vs_diffusion"] < goals["today_2step_vs_diffusion"])
+    base = ab[0]
+    effects = {k: {f"fid_{s}step_without_minus_with": r[f"fid_{s}step"] - base[f"fid_{s}step"] for s in (1, 2)}
+               for k, r in zip(FIXES, ab[1:-1])}
+    study = root.resolve() != Path(DEFAULT_ROOT).resolve()
+    write_result("ict_fixes", {
+        "what": "iCT from scratch with the fixes vs today's iCT (ict.json), same UNet and budget, Fashion-MNIST 32x32",
+        "command": " ".join(["python", "benchmarks/ict_fixes.py", *sys.argv[1:]]),
+        "full": full, "ab": ab, "effects": effects, "goals": goals,
+        "quoted_from_ict_json": {"rows": ict["rows"], "date": ict["machine"]["date"]},
+        "budget": {"steps": a.steps, "ab_steps": a.ab_steps, "batch": 64, "lr": 2e-4, "optimizer": "radam",
+                   "ema_decay": 0.999, "max_grad_norm": 1.0, "s0": 10, "s1": 1280},
+    }, root if study else RESULTS)
+
+
+if __name__ == "__main__":
+    main()
