@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
+import re
 from typing import Callable
 
 import numpy as np
@@ -57,11 +58,12 @@ def _names(name: str) -> list[str]:
 
 def label_of_prompt(prompt: str, class_names: list[str]) -> int:
     """The class a prompt names (the longest name found wins: 'ankle boot' over 'boot'); one-line error if none."""
-    text = " ".join(prompt.lower().replace(",", " ").split())
+    text = " ".join(prompt.lower().split())
     best = None
     for k, cls in enumerate(class_names):
-        for n in _names(cls):
-            if f" {n} " in f" {text} " and (best is None or len(n) > best[1]):
+        for n in _names(cls):  # a whole word or words, also as a plural: 'trousers', 'dresses', 'a t-shirt.'
+            found = re.search(rf"(?<![\w-]){re.escape(n)}(?:s|es)?(?![\w-])", text)
+            if found and (best is None or len(n) > best[1]):
                 best = (k, len(n))
     if best is None:
         raise StudioError(f"the prompt {prompt!r} names none of this model's classes; name one of: "
