@@ -23,8 +23,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
 from _common import RESULTS, write_result
+from _scoring import uint8
 
 from consistency.config import ICTConfig
 from consistency.diffusion_baseline import PixelDiffusion
@@ -41,7 +41,7 @@ from studio.fid.extractor import FeatureExtractor
 from studio.fid.frechet import frechet_distance
 from studio.fid.run import FIDOptions, FIDStatsConfig, compute_stats
 from studio.fid.stats import FeatureStats, load_stats
-from studio.images import make_grid, save_png, to_uint8, to_unit_hwc
+from studio.images import make_grid, save_png
 from studio.training.config import TrainerConfig
 from studio.training.loop import train
 
@@ -84,15 +84,11 @@ def stages(a) -> dict:
     return {"ict": ict, "diffusion": ddpm, "spent": spent}
 
 
-def _uint8(x: torch.Tensor) -> np.ndarray:
-    return to_uint8(to_unit_hwc(x))
-
-
 def fid(make, n: int, ref: Path, batch: int = 250) -> float:
     ex = FeatureExtractor(None, "tf-bilinear", "cpu")
     stats = FeatureStats(2048)
     for lo in range(0, n, batch):
-        stats.update(ex(_uint8(make(lo, min(batch, n - lo)))))
+        stats.update(ex(uint8(make(lo, min(batch, n - lo)))))
     mu, sigma = stats.mu_sigma()
     mu_r, sigma_r, _, _ = load_stats(ref)
     return float(frechet_distance(mu_r, sigma_r, mu, sigma))
@@ -141,7 +137,7 @@ def main() -> None:
         print(r["name"], r["fid"], r["ms_per_image"])
     study = Path(a.root).resolve() != Path(DEFAULT_ROOT).resolve()  # a study leaves the committed figures alone
     results = Path(a.root) if study else RESULTS
-    grid = np.concatenate([_uint8(r["make"](0, 10)) for r in rows])
+    grid = np.concatenate([uint8(r["make"](0, 10)) for r in rows])
     save_png(make_grid(grid, nrow=10), results / "ict_grid.png")
     base = rows[2]["fid"]
     write_result("ict", {
