@@ -71,7 +71,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--n", type=int, default=5000)
-    p.add_argument("--ab-steps", type=int, default=800)
+    p.add_argument("--ab-steps", type=int, default=600)
     p.add_argument("--ab-n", type=int, default=1000)
     p.add_argument("--root", default=DEFAULT_ROOT)
     a = p.parse_args()
