@@ -79,9 +79,9 @@ def main() -> None:
     root.mkdir(parents=True, exist_ok=True)
     real = real_features()
     full = score(root, "all-fixes", a.steps, settings(), a.n, real)
-    ab = [score(root, "ab-all-fixes", a.ab_steps, settings(), a.ab_n, real)]
-    ab += [score(root, f"ab-without-{k}", a.ab_steps, settings((k,)), a.ab_n, real) for k in FIXES]
-    ab.append(score(root, "ab-none", a.ab_steps, settings(tuple(FIXES)), a.ab_n, real))
+    ab = [score(root, f"ab{a.ab_steps}-all-fixes", a.ab_steps, settings(), a.ab_n, real)]
+    ab += [score(root, f"ab{a.ab_steps}-without-{k}", a.ab_steps, settings((k,)), a.ab_n, real) for k in FIXES]
+    ab.append(score(root, f"ab{a.ab_steps}-none", a.ab_steps, settings(tuple(FIXES)), a.ab_n, real))
     ict = json.loads((RESULTS / "ict.json").read_text())
     ddpm = ict["rows"][2]["fid"]
     goals = {"ict_1step_vs_diffusion": full["fid_1step"] / ddpm, "ict_2step_vs_diffusion": full["fid_2step"] / ddpm,
