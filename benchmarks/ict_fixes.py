@@ -49,6 +49,9 @@ def train(root: Path, name: str, steps: int, opts: dict) -> tuple:
                            tracker="none")
         if train_ict(replace(ICTConfig(out=str(out), **opts), train=tc)) is None:
             raise SystemExit(f"interrupted in {out}; rerun the command to resume")
+    trained = json.loads((out / "config.json").read_text())["train"]["steps"]
+    if trained != steps:
+        raise SystemExit(f"{out} was trained for {trained} steps, not {steps}: pick another --root")
     unet, info = load_model(out, ("consistency",))
     seconds = float(read_state(list_checkpoints(out / "train")[-1]).get("seconds", 0.0))
     return unet, Precond.of(info), round(seconds, 1)
