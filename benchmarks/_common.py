@@ -16,6 +16,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from studio.files import write_json  # noqa: E402  (after the path insert: scripts run from a checkout)
+from studio.training.checkpoints import list_checkpoints, read_state  # noqa: E402
 
 
 def cpu_model() -> str:
@@ -40,3 +41,8 @@ def write_result(name: str, payload: dict, directory: Path = RESULTS) -> Path:
     path = write_json(directory / f"{name}.json", {**payload, "machine": machine()})
     print(f"wrote {path}")
     return path
+
+
+def train_seconds(train_dir: Path) -> float:
+    """Training seconds to the newest checkpoint of a run, summed over its resumed segments (trainer state)."""
+    return round(float(read_state(list_checkpoints(train_dir)[-1]).get("seconds", 0.0)), 1)

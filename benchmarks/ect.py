@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import RESULTS, write_result
+from _common import RESULTS, train_seconds, write_result
 from _scoring import cached, measure, real_features, uint8
 
 from consistency import edm
@@ -37,13 +37,8 @@ from consistency.model import Precond, build_unet, load_model
 from consistency.sampling import default_sigmas
 from consistency.sampling import sample as sample_cm
 from studio.images import make_grid, save_png
-from studio.training.checkpoints import list_checkpoints, read_state
 
 DEFAULT_ROOT = "runs/bench/ect"
-
-
-def _seconds(train_dir: Path) -> float:
-    return round(float(read_state(list_checkpoints(train_dir)[-1]).get("seconds", 0.0)), 1)
 
 
 def stages(a) -> dict:
@@ -53,14 +48,14 @@ def stages(a) -> dict:
         cfg = EDMConfig(out=str(root / "edm"), dropout=0.0, train=replace(_edm_train_defaults(), **quiet))
         if train_edm(cfg) is None:
             raise SystemExit(f"interrupted in {root / 'edm'}; rerun the command to resume")
-    edm_s = _seconds(root / "edm" / "train")
+    edm_s = train_seconds(root / "edm" / "train")
     if not (root / "ect" / "studio_model.json").is_file():
         cfg = ECTConfig(init=str(root / "edm"), out=str(root / "ect"), dropout=0.0,
                         train=replace(_ect_train_defaults(), steps=a.ect_steps, **quiet))
         if tune_ect(cfg) is None:
             raise SystemExit(f"interrupted in {root / 'ect'}; rerun the command to resume")
     return {"edm": load_model(root / "edm", ("edm",)), "ect": load_model(root / "ect", ("consistency",)),
-            "seconds": {"edm_train_s": edm_s, "ect_tune_s": _seconds(root / "ect" / "train")}}
+            "seconds": {"edm_train_s": edm_s, "ect_tune_s": train_seconds(root / "ect" / "train")}}
 
 
 def step_costs(edm_unet, edm_pre: Precond, repeats: int, steps: int = 4) -> dict:

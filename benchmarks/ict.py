@@ -23,7 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from _common import RESULTS, write_result
+from _common import RESULTS, train_seconds, write_result
 from _scoring import uint8
 
 from consistency.config import ICTConfig
@@ -35,7 +35,6 @@ from consistency.commands import train_ict
 from consistency.sampling import default_sigmas
 from consistency.sampling import sample as sample_cm
 from studio.models.backbone import is_pipeline_dir, save_pipeline
-from studio.training.checkpoints import list_checkpoints, read_state
 from studio.data import load_dataset
 from studio.fid.extractor import FeatureExtractor
 from studio.fid.frechet import frechet_distance
@@ -53,11 +52,6 @@ def _train_cfg(a) -> TrainerConfig:
                          max_grad_norm=a.max_grad_norm, checkpoint_every=250, log_every=50, resume="latest")
 
 
-def _seconds(train_dir: Path) -> float:
-    """Training seconds to the newest checkpoint, summed over resumed segments (trainer state)."""
-    return round(float(read_state(list_checkpoints(train_dir)[-1]).get("seconds", 0.0)), 1)
-
-
 def stages(a) -> dict:
     from diffusers import ConsistencyModelPipeline, DDPMPipeline
 
@@ -67,14 +61,14 @@ def stages(a) -> dict:
 
     if not is_pipeline_dir(root / "ict"):
         done = train_ict(replace(ICTConfig(out=str(root / "ict"), dropout=a.dropout, s1=a.s1), train=_train_cfg(a)))
-        spent["ict_train_s"] = _seconds(root / "ict" / "train")
+        spent["ict_train_s"] = train_seconds(root / "ict" / "train")
         path.write_text(json.dumps(spent, indent=2))
         if done is None:
             raise SystemExit(f"interrupted in {root / 'ict'}; rerun the command to resume")
     if not is_pipeline_dir(root / "diffusion"):
         data = load_dataset("fashion-mnist", resolution=32)
         result = train(PixelDiffusion(build_unet(0, a.dropout), data), _train_cfg(a), root / "diffusion" / "train")
-        spent["diffusion_train_s"] = _seconds(root / "diffusion" / "train")
+        spent["diffusion_train_s"] = train_seconds(root / "diffusion" / "train")
         path.write_text(json.dumps(spent, indent=2))
         if result.interrupted:
             raise SystemExit(f"interrupted in {root / 'diffusion'}; rerun the command to resume")

@@ -21,7 +21,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from _common import RESULTS, write_result
+from _common import RESULTS, train_seconds, write_result
 from _scoring import cached, measure, real_features
 
 from consistency.commands import train_ict
@@ -29,7 +29,6 @@ from consistency.config import ICTConfig
 from consistency.model import Precond, load_model
 from consistency.sampling import default_sigmas
 from consistency.sampling import sample as sample_cm
-from studio.training.checkpoints import list_checkpoints, read_state
 from studio.training.config import TrainerConfig
 
 DEFAULT_ROOT = "runs/bench/ict_fixes"
@@ -53,8 +52,7 @@ def train(root: Path, name: str, steps: int, opts: dict) -> tuple:
     if trained != steps:
         raise SystemExit(f"{out} was trained for {trained} steps, not {steps}: pick another --root")
     unet, info = load_model(out, ("consistency",))
-    seconds = float(read_state(list_checkpoints(out / "train")[-1]).get("seconds", 0.0))
-    return unet, Precond.of(info), round(seconds, 1)
+    return unet, Precond.of(info), train_seconds(out / "train")
 
 
 def score(root: Path, name: str, steps: int, opts: dict, n: int, real) -> dict:
