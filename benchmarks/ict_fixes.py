@@ -11,7 +11,8 @@ from the data (``--sigma-data 0``, against 0.5), dropout 0.3 (against 0) and hor
 2. The A/B, leave one out: at ``--ab-steps`` every fix and each fix left out in turn; FID and KID at
    ``--ab-n``. A fix helps where leaving it out raises the FID. (No "none" row: row 1 against ict.json
    already measures all the fixes against none, at the full budget.)
-Resumable: rerun after an interruption (models under runs/bench/ict_fixes; FIDs cached per row and N).
+Resumable: rerun after an interruption (models under runs/bench/ict_fixes; FIDs cached per row and N). The
+JSON is rewritten as each row finishes, so an unfinished A/B shows the rows done (``ab`` of ``ab_runs``).
 """
 
 from __future__ import annotations
@@ -81,8 +82,15 @@ def main() -> None:
     root.mkdir(parents=True, exist_ok=True)
     real = real_features()
     full = score(root, "all-fixes", a.steps, settings(), a.n, real)
-    ab = [score(root, f"ab{a.ab_steps}-all-fixes", a.ab_steps, settings(), a.ab_n, real)]
-    ab += [score(root, f"ab{a.ab_steps}-without-{k}", a.ab_steps, settings((k,)), a.ab_n, real) for k in FIXES]
+    runs = [(f"ab{a.ab_steps}-all-fixes", ())] + [(f"ab{a.ab_steps}-without-{k}", (k,)) for k in FIXES]
+    ab: list[dict] = []
+    report(a, root, full, ab, len(runs))  # the full row now; the A/B rows as each one finishes
+    for name, left_out in runs:
+        ab.append(score(root, name, a.ab_steps, settings(left_out), a.ab_n, real))
+        report(a, root, full, ab, len(runs))
+
+
+def report(a, root: Path, full: dict, ab: list[dict], runs: int) -> None:
     ict = json.loads((RESULTS / "ict.json").read_text())
     ddpm = ict["rows"][2]["fid"]
     goals = {"ict_1step_vs_diffusion": full["fid_1step"] / ddpm, "ict_2step_vs_diffusion": full["fid_2step"] / ddpm,
@@ -90,19 +98,17 @@ def main() -> None:
              "today_2step_vs_diffusion": ict["goals"]["ict_2step_vs_diffusion"]}
     goals["better_than_today"] = (goals["ict_1step_vs_diffusion"] < goals["today_1step_vs_diffusion"]
                                   and goals["ict_2step_vs_diffusion"] < goals["today_2step_vs_diffusion"])
-    base = ab[0]
-    effects = {k: {f"fid_{s}step_without_minus_with": r[f"fid_{s}step"] - base[f"fid_{s}step"] for s in (1, 2)}
+    effects = {k: {f"fid_{s}step_without_minus_with": r[f"fid_{s}step"] - ab[0][f"fid_{s}step"] for s in (1, 2)}
                for k, r in zip(FIXES, ab[1:])}
     study = root.resolve() != Path(DEFAULT_ROOT).resolve()
     write_result("ict_fixes", {
         "what": "iCT from scratch with the fixes vs today's iCT (ict.json), same UNet and budget, Fashion-MNIST 32x32",
         "command": " ".join(["python", "benchmarks/ict_fixes.py", *sys.argv[1:]]),
-        "full": full, "ab": ab, "effects": effects, "goals": goals,
+        "full": full, "ab": ab, "ab_runs": runs, "effects": effects, "goals": goals,
         "quoted_from_ict_json": {"rows": ict["rows"], "date": ict["machine"]["date"]},
         "budget": {"steps": a.steps, "ab_steps": a.ab_steps, "batch": 64, "lr": 2e-4, "optimizer": "radam",
                    "ema_decay": 0.999, "max_grad_norm": 1.0, "s0": 10, "s1": 1280},
     }, root if study else RESULTS)
-
 
 if __name__ == "__main__":
     main()

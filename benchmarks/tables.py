@@ -251,6 +251,35 @@ def ect_totals(d: dict) -> str:
         "\n\n" + source("ect", "ict")
 
 
+def _fix_cells(r: dict) -> list:
+    return [plain(r["noise_scale"]), plain(round(r["sigma_data_used"], 3)), plain(r["dropout"]),
+            "yes" if r["flip"] else "no"]
+
+
+def ict_fixes_rows(d: dict) -> str:
+    f, g, q = d["ict_fixes"]["full"], d["ict_fixes"]["goals"], d["ict_fixes"]["quoted_from_ict_json"]
+    rows = [["iCT, every fix", count(f["steps"]), *_fix_cells(f), count(f["n"]), fid(f["fid_1step"]),
+             fid(f["fid_2step"]), f"{f['kid_1step']:.4f} / {f['kid_2step']:.4f}", ratio(g["ict_1step_vs_diffusion"]),
+             ratio(g["ict_2step_vs_diffusion"]), seconds(f["train_s"])],
+            [f"iCT, today's settings (ict.json, {q['date'][:10]})", count(f["steps"]), "250", "0.5", "0", "no",
+             count(q["rows"][0]["n"]), fid(q["rows"][0]["fid"]), fid(q["rows"][1]["fid"]), "",
+             ratio(g["today_1step_vs_diffusion"]), ratio(g["today_2step_vs_diffusion"]),
+             seconds(d["ict"]["budget"]["ict_train_s"])]]
+    return table(["model", "steps", "noise scale", "sigma_data", "dropout", "flip", "N", "1-step FID",
+                  "2-step FID", "KID 1 / 2 steps", "1-step / DDPM", "2-step / DDPM", "training, s"], rows) \
+        + "\n\n" + source("ict_fixes", "ict")
+
+
+def ict_fixes_ab(d: dict) -> str:
+    d = d["ict_fixes"]
+    rows = [[r["name"], *_fix_cells(r), count(r["n"]), fid(r["fid_1step"]), fid(r["fid_2step"]),
+             f"{r['kid_1step']:.4f} / {r['kid_2step']:.4f}", seconds(r["train_s"])] for r in d["ab"]]
+    done = "" if len(d["ab"]) == d["ab_runs"] else \
+        f"In progress: {len(d['ab'])} of {d['ab_runs']} runs done (rerun the command to resume).\n\n"
+    return table(["run", "noise scale", "sigma_data", "dropout", "flip", "N", "1-step FID", "2-step FID",
+                  "KID 1 / 2 steps", "training, s"], rows) + "\n\n" + done + source("ict_fixes")
+
+
 # ---------------------------------------------------------------- CDA
 
 def _cell(r: dict) -> str:
@@ -543,6 +572,8 @@ TABLES = {
     "ect.sweep": (("ect",), ect_sweep),
     "ect.goals": (("ect",), ect_goals),
     "ect.totals": (("ect", "ict"), ect_totals),
+    "ict_fixes.rows": (("ict_fixes", "ict"), ict_fixes_rows),
+    "ict_fixes.ab": (("ict_fixes",), ict_fixes_ab),
     "cda.setup": (("cda",), cda_setup("cda")),
     "cda.top1": (("cda",), cda_top1("cda")),
     "cda.compare": (("cda",), cda_compare("cda")),
