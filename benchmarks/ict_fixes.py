@@ -110,5 +110,6 @@ def report(a, root: Path, full: dict, ab: list[dict], runs: int) -> None:
                    "ema_decay": 0.999, "max_grad_norm": 1.0, "s0": 10, "s1": 1280},
     }, root if study else RESULTS)
 
+
 if __name__ == "__main__":
     main()

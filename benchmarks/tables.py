@@ -252,8 +252,7 @@ def ect_totals(d: dict) -> str:
 
 
 def _fix_cells(r: dict) -> list:
-    return [plain(r["noise_scale"]), plain(round(r["sigma_data_used"], 3)), plain(r["dropout"]),
-            "yes" if r["flip"] else "no"]
+    return [plain(r["noise_scale"]), plain(round(r["sigma_data_used"], 3)), plain(r["dropout"]), plain(r["flip"])]
 
 
 def ict_fixes_rows(d: dict) -> str:
@@ -261,7 +260,8 @@ def ict_fixes_rows(d: dict) -> str:
     rows = [["iCT, every fix", count(f["steps"]), *_fix_cells(f), count(f["n"]), fid(f["fid_1step"]),
              fid(f["fid_2step"]), f"{f['kid_1step']:.4f} / {f['kid_2step']:.4f}", ratio(g["ict_1step_vs_diffusion"]),
              ratio(g["ict_2step_vs_diffusion"]), seconds(f["train_s"])],
-            [f"iCT, today's settings (ict.json, {q['date'][:10]})", count(f["steps"]), "250", "0.5", "0", "no",
+            [f"iCT, today's settings (ict.json, {q['date'][:10]})", count(d["ict"]["budget"]["optimizer_steps_each"]),
+             "250", "0.5", plain(d["ict"]["budget"]["dropout"]), "no",
              count(q["rows"][0]["n"]), fid(q["rows"][0]["fid"]), fid(q["rows"][1]["fid"]), "",
              ratio(g["today_1step_vs_diffusion"]), ratio(g["today_2step_vs_diffusion"]),
              seconds(d["ict"]["budget"]["ict_train_s"])]]
