@@ -12,7 +12,9 @@ from the data (``--sigma-data 0``, against 0.5), dropout 0.3 (against 0) and hor
    ``--ab-n``. A fix helps where leaving it out raises the FID. (No "none" row: row 1 against ict.json
    already measures all the fixes against none, at the full budget.)
 Resumable: rerun after an interruption (models under runs/bench/ict_fixes; FIDs cached per row and N). The
-JSON is rewritten as each row finishes, so an unfinished A/B shows the rows done (``ab`` of ``ab_runs``).
+JSON is rewritten as each row finishes, so an unfinished A/B shows the rows done (``ab`` of ``ab_runs``); a
+row whose model folder is absent is kept from that JSON when its settings match, so a fresh checkout
+resumes from the committed rows instead of retraining them.
 """
 
 from __future__ import annotations
@@ -57,7 +59,24 @@ def train(root: Path, name: str, steps: int, opts: dict) -> tuple:
     return unet, Precond.of(info), train_seconds(out / "train")
 
 
+def committed(root: Path, name: str, steps: int, opts: dict, n: int) -> dict | None:
+    """The row ``name`` of the committed ict_fixes.json when its model is not on disk (a new checkout has no
+    runs/) and it was run with these settings; only for the default --root, whose figures that file holds."""
+    path = RESULTS / "ict_fixes.json"
+    if root.resolve() != Path(DEFAULT_ROOT).resolve() or (root / name).exists() or not path.is_file():
+        return None
+    saved = json.loads(path.read_text())
+    for row in [saved.get("full") or {}, *saved.get("ab", [])]:
+        if row.get("name") == name and (row["steps"], row["n"]) == (steps, n) and all(
+                row[k] == v for k, v in opts.items()):
+            print(name, "kept from", path, flush=True)
+            return row
+    return None
+
+
 def score(root: Path, name: str, steps: int, opts: dict, n: int, real) -> dict:
+    if (row := committed(root, name, steps, opts, n)) is not None:
+        return row
     unet, pre, seconds = train(root, name, steps, opts)
     row = {"name": name, "steps": steps, **opts, "sigma_data_used": pre.sigma_data, "train_s": seconds}
     for k in (1, 2):
