@@ -37,7 +37,24 @@ def test_export_of_the_shipped_weights_equals_the_shipped_files(name, tmp_path):
         kind = ReflowObjective if name == "2-rectified-flow" else DistillObjective
         method, modules = kind(pipe, SimpleNamespace(prompts=[])), {"unet": pipe.unet}
     method.export(TrainResult(0, False, modules), tmp_path / name)
-    shipped, written = _files(MODELS / name), _files(tmp_path / name)
+    _assert_same_files(MODELS / name, tmp_path / name)
+
+
+def test_export_of_the_shipped_consistency_model_equals_the_shipped_files(tmp_path):
+    """ui/models/ict, the app's class-conditional consistency model: c_noise = 0.25 ln sigma has no plain
+    diffusers pipeline, so the export is unet/ alone (no model_index.json)."""
+    from consistency.model import Precond, load_model
+    from consistency.sampling import save_model
+
+    unet, info = load_model(MODELS / "ict", ("consistency",))
+    assert len(info["class_names"]) == unet.config.num_class_embeds == 10 and info["noise_scale"] == 0.25
+    save_model(unet, tmp_path / "ict", info["num_train_timesteps"], Precond.of(info))
+    assert not (tmp_path / "ict" / "model_index.json").exists()
+    _assert_same_files(MODELS / "ict", tmp_path / "ict")
+
+
+def _assert_same_files(shipped_dir: Path, written_dir: Path) -> None:
+    shipped, written = _files(shipped_dir), _files(written_dir)
     assert sorted(written) == sorted(shipped)
     for rel, path in written.items():
         if path.suffix == ".safetensors" or rel == "tokenizer/tokenizer.json":

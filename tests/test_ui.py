@@ -42,8 +42,8 @@ def models_dir(tiny_pipeline, tmp_path_factory):
 
     # a class-conditional consistency model (c_noise 0.25 ln sigma: a studio model folder, not a diffusers pipeline)
     unet = build_unet(10, block_out_channels=(16, 16, 16), norm_num_groups=8, attention_head_dim=8).eval()
-    save_model(unet, root / "ect", 1281, Precond(0.87, 0.25))
-    write_model_info(root / "ect", **consistency_info(list(FASHION_MNIST_CLASSES), 1281, "fashion-mnist",
+    save_model(unet, root / "ict", 1281, Precond(0.87, 0.25))
+    write_model_info(root / "ict", **consistency_info(list(FASHION_MNIST_CLASSES), 1281, "fashion-mnist",
                                                       Precond(0.87, 0.25)))
     torch.manual_seed(0)  # an untrained judge: the app only has to compute and show its agreement
     save_classifier(build_classifier("resnet18-small", 10, 4), root / "classifier",
@@ -77,7 +77,7 @@ def test_registry_lists_models_and_refuses_escapes(models_dir, tmp_path):
     link.symlink_to(outside, target_is_directory=True)
     try:
         reg = ModelRegistry(models_dir)
-        assert reg.names() == ["distilled/student", "ect", "teacher"]  # the link out of the folder is not listed
+        assert reg.names() == ["distilled/student", "ict", "teacher"]  # the link out of the folder is not listed
         assert reg.info("distilled/student")["kind"] == "one-step-student"
         for bad in ["../outside", str(outside), "linked", "teacher/../../outside", "/etc", "", "teacher/unet"]:
             with pytest.raises(StudioError):
@@ -114,16 +114,16 @@ def test_a_consistency_model_is_a_fast_model_whose_prompt_picks_the_class(served
     client, _ = served
     for steps in (1, 2):  # beside itself at 2 steps: the slow side takes the steps field
         fast, fast_time, slow, slow_time, seed = client.predict(
-            "a photo of an ankle boot", 3, steps, 1.0, 2, "ect", "ect", api_name="/generate")
+            "a photo of an ankle boot", 3, steps, 1.0, 2, "ict", "ict", api_name="/generate")
         assert "1 step(s)" in fast_time and f"{steps} step(s)" in slow_time and "ms" in fast_time
-        mine = load_consistency(models_dir / "ect").sample([9, 9], 3, steps, 2)  # ankle boot is class 9
+        mine = load_consistency(models_dir / "ict").sample([9, 9], 3, steps, 2)  # ankle boot is class 9
         got = np.stack([np.asarray(Image.open(g["image"]).convert("RGB")) for g in slow]).astype(np.float32) / 255
         np.testing.assert_allclose(got, mine, atol=1 / 255 + 1e-6)
     with pytest.raises(AppError, match="names none of this model's classes; name one of: t-shirt/top, trouser"):
-        client.predict("a photo of a cat", 3, 1, 1.0, 1, "ect", "teacher", api_name="/generate")
-    text, *_ = client.predict("ect", "fashion-mnist:test", 100, 2, "FID", api_name="/fid")
+        client.predict("a photo of a cat", 3, 1, 1.0, 1, "ict", "teacher", api_name="/generate")
+    text, *_ = client.predict("ict", "fashion-mnist:test", 100, 2, "FID", api_name="/fid")
     last = json.loads((models_dir / "fid_history.json").read_text())[-1]
-    assert last["model"] == "ect" and last["kind"] == "consistency" and last["steps"] == 2
+    assert last["model"] == "ict" and last["kind"] == "consistency" and last["steps"] == 2
     assert last["fid"] > 0 and 0 <= last["agreement"] <= 100 and text.startswith(f"FID {last['fid']:.3f}")
 
 
