@@ -24,6 +24,8 @@ class TeacherConfig:
     preset: PresetName = option("tiny", "size preset of a new pipeline")
     init: str = option("", "fine-tune this pipeline (directory or hub id) instead; skips the VAE stage")
     out: str = option("runs/teacher", "the run folder: pipeline, config.json, stages/")
+    vae: str = option("", "use this trained autoencoder (a VAE directory, e.g. another teacher's vae/) instead of "
+                          "training stage 1")
     limit: int = option(0, "use only the first N images (0: all)", ge=0)
     caption_dropout: float = option(0.1, "share of captions replaced by '' (for guidance)", ge=0, lt=1)
     train_text_encoder: bool = True
@@ -31,6 +33,10 @@ class TeacherConfig:
     vae_lr: float = option(1e-3, gt=0)
     vae_batch_size: int = option(32, ge=1)
     kl_weight: float = option(1e-6, ge=0)
+    vae_disc_weight: float = option(0.5, "weight of the VAE's adversarial term (times the adaptive weight; SD's "
+                                         "KL-f8: 0.5); 0: L1 + KL only", ge=0)
+    vae_disc_start: int = option(1000, "VAE step from which the adversarial term and its discriminator train", ge=0)
+    vae_disc_channels: int = option(64, "width of the VAE's patch discriminator (pix2pix: 64)", ge=1)
     sample_steps: int = option(25, "recommended sampling steps, written to studio_model.json", ge=1)
     sample_guidance: float = option(5.0, "recommended guidance, written to studio_model.json", ge=0)
     memory: MemoryLevers = option(factory=MemoryLevers, flatten=True)

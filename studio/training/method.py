@@ -80,3 +80,12 @@ class Method:
         """What ``studio_model.json`` records: ``kind``, recommended ``steps`` and ``guidance`` (from the
         config) and any extra facts; None for an artefact that is not a pipeline."""
         return None
+
+
+def frozen_call(module: torch.nn.Module, *args, **kwargs):
+    """``module(*args, **kwargs)`` with its parameters detached: gradients reach the inputs, never the weights.
+    For a loss that runs another group's network (a discriminator in the generator's update): nothing is
+    accumulated into that network, also under DDP, whose wrapper and hooks are bypassed."""
+    plain = getattr(module, "module", module)
+    state = {**{n: p.detach() for n, p in plain.named_parameters()}, **dict(plain.named_buffers())}
+    return torch.func.functional_call(plain, state, args, kwargs)

@@ -1,0 +1,123 @@
+"""What caps the built-in teacher: FID of its autoencoder's reconstructions, then of the teacher's samples.
+
+    python benchmarks/teacher_quality.py      # -> benchmarks/results/teacher_quality.json
+
+1. VAE rows: the teacher's stage 1 (``studio teacher train``'s autoencoder, ``studio.teacher.vae_stage``) with
+   the settings of each entry of VAES: L1 + KL alone, and with the patch-GAN term (adaptive weight) switched on
+   at a stated step. Each is scored by FID and KID of its reconstructions (posterior mean, decoded) of the first
+   ``--n`` training images against all 10,000 test images; the same real training images are the floor.
+2. Teacher rows: the UNet stage on the chosen autoencoder (``studio teacher train --vae``) at each budget of
+   TEACHERS; FID and KID of ``--n`` class-prompted samples (25 DPM-Solver++ steps, guidance 5; image k has the
+   prompt of class k mod 10 and seed k, as ``studio fid``) against the test split.
+Resumable: models under runs/bench/teacher_quality, FIDs cached per row and N; rerun to continue. The JSON is
+rewritten as each row finishes.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+from _common import RESULTS, train_seconds, write_result
+from _scoring import cached, measure, real_features
+
+import torch
+from diffusers import AutoencoderKL
+
+from studio.data import FASHION_MNIST_CLASSES, class_prompts, load_dataset
+from studio.diffusion.sampling import generate
+from studio.models.backbone import is_pipeline_dir, load_pipeline
+from studio.models.presets import build_pipeline, tokenizer_corpus
+from studio.teacher import TeacherConfig, train_teacher
+from studio.teacher.commands import VAE_DIR, vae_stage
+from studio.training.driver import run
+
+ROOT = Path("runs/bench/teacher_quality")
+# name: TeacherConfig fields of the VAE stage (vae_steps at batch 32, lr 1e-3 with cosine decay)
+VAES = {
+    "l1-500": dict(vae_steps=500, vae_disc_weight=0.0),  # today's recipe
+    "l1-3000": dict(vae_steps=3000, vae_disc_weight=0.0),
+    "gan-3000": dict(vae_steps=3000, vae_disc_weight=0.5, vae_disc_start=1000),
+}
+# name: (the VAE row it trains on, TeacherConfig.train fields)
+TEACHERS: dict[str, tuple[str, dict]] = {}
+
+
+def train_vae(name: str, fields: dict) -> tuple[Path, float]:
+    out = ROOT / f"vae-{name}"
+    base = TeacherConfig()
+    cfg = replace(base, out=str(out), **fields, train=replace(base.train, resume="latest", progress=False))
+    if not (out / VAE_DIR / "config.json").is_file():
+        data = load_dataset("fashion-mnist", resolution=32)
+        pipe = build_pipeline("tiny", tokenizer_corpus(data.class_names, sorted(set(data.captions))), seed=0)
+        if run(cfg, [vae_stage(cfg, pipe, data)]) is None:
+            raise SystemExit(f"interrupted in {out}; rerun to resume")
+    return out / VAE_DIR, train_seconds(out / "stages" / "vae")
+
+
+def reconstructions(vae_dir: Path, n: int):
+    vae = AutoencoderKL.from_pretrained(str(vae_dir), use_safetensors=True).eval()
+    data = load_dataset("fashion-mnist", resolution=32, limit=n)
+
+    @torch.no_grad()
+    def make(lo, count):
+        return vae.decode(vae.encode(data.pixels(slice(lo, lo + count))).latent_dist.mean).sample.clamp(-1, 1)
+
+    return make
+
+
+def teacher_samples(pipe_dir: Path):
+    pipe = load_pipeline(str(pipe_dir))
+    prompts = class_prompts(FASHION_MNIST_CLASSES)
+
+    def make(lo, count):
+        ps = [prompts[k % 10] for k in range(lo, lo + count)]
+        return torch.from_numpy(generate(pipe, ps, steps=25, guidance=5.0, seed=lo, batch_size=125)).permute(0, 3, 1, 2) * 2 - 1
+
+    return make
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=5000)
+    a = p.parse_args()
+    ROOT.mkdir(parents=True, exist_ok=True)
+    real = real_features()
+    data = load_dataset("fashion-mnist", resolution=32, limit=a.n)
+    floor = cached(ROOT, "real-train", a.n, lambda: measure(lambda lo, c: data.pixels(slice(lo, lo + c)), a.n, real))
+    vae_rows, teacher_rows = [], []
+    for name, fields in VAES.items():
+        vae_dir, seconds = train_vae(name, fields)
+        m = cached(ROOT, f"vae-{name}", a.n, lambda: measure(reconstructions(vae_dir, a.n), a.n, real))
+        vae_rows.append({"name": name, **fields, "train_s": seconds, **m})
+        print(name, round(m["fid"], 2), flush=True)
+        report(a, floor, vae_rows, teacher_rows)
+    for name, (vae_name, fields) in TEACHERS.items():
+        out = ROOT / f"teacher-{name}"
+        if not is_pipeline_dir(out):
+            base = TeacherConfig()
+            cfg = replace(base, out=str(out), vae=str(ROOT / f"vae-{vae_name}" / VAE_DIR),
+                          train=replace(base.train, **fields, resume="latest", progress=False))
+            if train_teacher(cfg) is None:
+                raise SystemExit(f"interrupted in {out}; rerun to resume")
+        m = cached(ROOT, f"teacher-{name}", a.n, lambda: measure(teacher_samples(out), a.n, real))
+        teacher_rows.append({"name": name, "vae": vae_name, **fields,
+                             "train_s": train_seconds(out / "stages" / "unet"), **m})
+        print(name, round(m["fid"], 2), flush=True)
+        report(a, floor, vae_rows, teacher_rows)
+
+
+def report(a, floor: dict, vae_rows: list[dict], teacher_rows: list[dict]) -> None:
+    write_result("teacher_quality", {
+        "what": "FID of the built-in teacher's VAE reconstructions and of its samples, Fashion-MNIST 32x32, CPU",
+        "command": "python benchmarks/teacher_quality.py",
+        "reference": "Fashion-MNIST test split, all 10,000 images; studio.fid protocol (tf-bilinear)",
+        "real_train": floor, "vae": vae_rows, "teacher": teacher_rows, "n": a.n,
+        "goals": {"vae_recon_fid_at_most_8": min((r["fid"] for r in vae_rows), default=None),
+                  "teacher_25step_fid_at_most_25": min((r["fid"] for r in teacher_rows), default=None)},
+    })
+
+
+if __name__ == "__main__":
+    main()
