@@ -59,23 +59,31 @@ def train(root: Path, name: str, steps: int, opts: dict) -> tuple:
     return unet, Precond.of(info), train_seconds(out / "train")
 
 
-def committed(root: Path, name: str, steps: int, opts: dict, n: int) -> dict | None:
-    """The row ``name`` of the committed ict_fixes.json when its model is not on disk (a new checkout has no
-    runs/) and it was run with these settings; only for the default --root, whose figures that file holds."""
+def committed_rows(root: Path) -> list[dict]:
+    """The rows of the committed ict_fixes.json, read once before this run rewrites that file; only for the
+    default --root, whose figures that file holds."""
     path = RESULTS / "ict_fixes.json"
-    if root.resolve() != Path(DEFAULT_ROOT).resolve() or (root / name).exists() or not path.is_file():
-        return None
+    if root.resolve() != Path(DEFAULT_ROOT).resolve() or not path.is_file():
+        return []
     saved = json.loads(path.read_text())
-    for row in [saved.get("full") or {}, *saved.get("ab", [])]:
+    return [saved.get("full") or {}, *saved.get("ab", [])]
+
+
+def committed(root: Path, name: str, steps: int, opts: dict, n: int, saved: list[dict]) -> dict | None:
+    """The committed row ``name`` when its model is not on disk (a new checkout has no runs/) and it was run
+    with these settings."""
+    if (root / name).exists():
+        return None
+    for row in saved:
         if row.get("name") == name and (row["steps"], row["n"]) == (steps, n) and all(
                 row[k] == v for k, v in opts.items()):
-            print(name, "kept from", path, flush=True)
+            print(name, "kept from the committed", RESULTS / "ict_fixes.json", flush=True)
             return row
     return None
 
 
-def score(root: Path, name: str, steps: int, opts: dict, n: int, real) -> dict:
-    if (row := committed(root, name, steps, opts, n)) is not None:
+def score(root: Path, name: str, steps: int, opts: dict, n: int, real, saved: list[dict]) -> dict:
+    if (row := committed(root, name, steps, opts, n, saved)) is not None:
         return row
     unet, pre, seconds = train(root, name, steps, opts)
     row = {"name": name, "steps": steps, **opts, "sigma_data_used": pre.sigma_data, "train_s": seconds}
@@ -99,13 +107,14 @@ def main() -> None:
     a = p.parse_args()
     root = Path(a.root)
     root.mkdir(parents=True, exist_ok=True)
+    saved = committed_rows(root)  # before the first report rewrites the file
     real = real_features()
-    full = score(root, "all-fixes", a.steps, settings(), a.n, real)
+    full = score(root, "all-fixes", a.steps, settings(), a.n, real, saved)
     runs = [(f"ab{a.ab_steps}-all-fixes", ())] + [(f"ab{a.ab_steps}-without-{k}", (k,)) for k in FIXES]
     ab: list[dict] = []
     report(a, root, full, ab, len(runs))  # the full row now; the A/B rows as each one finishes
     for name, left_out in runs:
-        ab.append(score(root, name, a.ab_steps, settings(left_out), a.ab_n, real))
+        ab.append(score(root, name, a.ab_steps, settings(left_out), a.ab_n, real, saved))
         report(a, root, full, ab, len(runs))
 
 
