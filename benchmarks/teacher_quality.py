@@ -6,7 +6,7 @@
    the settings of each entry of VAES: L1 + KL alone, and with the patch-GAN term (adaptive weight) switched on
    at a stated step. Each is scored by FID and KID of its reconstructions (posterior mean, decoded) of the first
    ``--n`` training images against all 10,000 test images; the same real training images are the floor.
-2. Teacher rows: the UNet stage on the chosen autoencoder (``studio teacher train --vae``) at each budget of
+2. Teacher rows: the UNet stage on the VAE row of lowest FID (``studio teacher train --vae``) at each budget of
    TEACHERS; FID and KID of ``--n`` class-prompted samples (25 DPM-Solver++ steps, guidance 5; image k has the
    prompt of class k mod 10 and seed k, as ``studio fid``) against the test split.
 Resumable: models under runs/bench/teacher_quality, FIDs cached per row and N; rerun to continue. The JSON is
@@ -40,8 +40,11 @@ VAES = {
     "l1-3000": dict(vae_steps=3000, vae_disc_weight=0.0),
     "gan-3000": dict(vae_steps=3000, vae_disc_weight=0.5, vae_disc_start=1000),
 }
-# name: (the VAE row it trains on, TeacherConfig.train fields)
-TEACHERS: dict[str, tuple[str, dict]] = {}
+# name: TeacherConfig.train fields of the UNet stage (batch 32, lr 1e-3 with cosine decay), on the best VAE row
+TEACHERS = {
+    "unet-2000": dict(steps=2000),  # today's budget
+    "unet-12000": dict(steps=12000),
+}
 
 
 def train_vae(name: str, fields: dict) -> tuple[Path, float]:
@@ -93,15 +96,16 @@ def main() -> None:
         vae_rows.append({"name": name, **fields, "train_s": seconds, **m})
         print(name, round(m["fid"], 2), flush=True)
         report(a, floor, vae_rows, teacher_rows)
-    for name, (vae_name, fields) in TEACHERS.items():
-        out = ROOT / f"teacher-{name}"
+    vae_name = min(vae_rows, key=lambda r: r["fid"])["name"]
+    for name, fields in TEACHERS.items():
+        out = ROOT / f"teacher-{name}-on-{vae_name}"
         if not is_pipeline_dir(out):
             base = TeacherConfig()
             cfg = replace(base, out=str(out), vae=str(ROOT / f"vae-{vae_name}" / VAE_DIR),
                           train=replace(base.train, **fields, resume="latest", progress=False))
             if train_teacher(cfg) is None:
                 raise SystemExit(f"interrupted in {out}; rerun to resume")
-        m = cached(ROOT, f"teacher-{name}", a.n, lambda: measure(teacher_samples(out), a.n, real))
+        m = cached(ROOT, out.name, a.n, lambda: measure(teacher_samples(out), a.n, real))
         teacher_rows.append({"name": name, "vae": vae_name, **fields,
                              "train_s": train_seconds(out / "stages" / "unet"), **m})
         print(name, round(m["fid"], 2), flush=True)

@@ -1,0 +1,150 @@
+"""DMD2 on the built-in teacher: one-step FID against generator steps, from two starts, with and without GAN.
+
+    python benchmarks/dmd.py          # -> benchmarks/results/dmd.json (+ dmd_grid.png)
+
+Starts from the models of ``benchmarks/instaflow.py`` (run it first): its teacher is the real score and the
+fake score's start, and the generator starts from the teacher or from its InstaFlow student. Four runs at
+the same generator-step budget (``--gen-steps``): each start, without and with ``--gan``. A run trains in
+segments of ``--segment`` generator steps (it resumes exactly and extends with ``--steps``); after each
+segment its one-step pipeline is kept under runs/bench/dmd/curve and scored at N = ``--n-curve`` (seed 0):
+FID against generator steps answers "does a reflow start help distribution matching". The last models
+are scored like the InstaFlow goal rows: N = ``--n-main``, the median over ``--fid-seeds`` disjoint noise
+seeds, against the teacher's 25-step FID of instaflow.json (same protocol, same files); ms/image at batch 16,
+median of alternated repeats against the teacher's 25 steps in the same run. FIDs are cached in
+runs/bench/instaflow/fid (shared with instaflow.py). Rerun to resume; the JSON is rewritten after each
+segment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from _common import RESULTS, write_result
+from instaflow import TEACHER, fid_rows, speed, student_dir
+
+from distill.dmd.commands import train_dmd
+from distill.dmd.config import DMDConfig
+from studio.data import FASHION_MNIST_CLASSES, class_prompts
+from studio.diffusion.sampling import generate
+from studio.images import make_grid, save_png
+from studio.models.backbone import is_pipeline_dir, load_pipeline
+
+ROOT = Path("runs/bench/dmd")
+
+
+def runs(a) -> dict[str, dict]:
+    student = student_dir(argparse.Namespace(rf_guidance=1.0, student_pairs=a.student_pairs,
+                                             student_steps=a.student_steps))
+    return {f"{start}{'-gan' if gan else ''}": {"init": str(init), "gan": gan}
+            for start, init in (("teacher", TEACHER), ("student", student)) for gan in (False, True)}
+
+
+def config(a, name: str, spec: dict, gen_steps: int) -> DMDConfig:
+    base = DMDConfig(teacher=str(TEACHER))
+    return replace(base, init=spec["init"], gan=spec["gan"], out=str(ROOT / name), real_guidance=a.real_guidance,
+                   update_ratio=a.update_ratio,
+                   train=replace(base.train, steps=gen_steps * a.update_ratio, batch_size=a.batch, lr=a.lr,
+                                 warmup_steps=a.warmup, resume="latest", progress=False, tracker="none"))
+
+
+def keep(out: Path, dest: Path) -> None:
+    """The pipeline of ``out`` as it is now (without train/), for a curve point."""
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(out, tmp, ignore=shutil.ignore_patterns("train"))
+    tmp.rename(dest)
+
+
+def train_segments(a, name: str, spec: dict) -> tuple[list[dict], float]:
+    """Train ``name`` to --gen-steps segment by segment; the curve's rows and the training seconds."""
+    curve, seconds_file = [], ROOT / name / "bench_seconds.json"
+    for g in range(a.segment, a.gen_steps + 1, a.segment):
+        point = ROOT / "curve" / f"{name}-g{g}"
+        if not is_pipeline_dir(point):
+            t0 = time.perf_counter()
+            if train_dmd(config(a, name, spec, g)) is None:
+                raise SystemExit(f"interrupted in {ROOT / name}; rerun to resume")
+            spent = json.loads(seconds_file.read_text()) if seconds_file.is_file() else {}
+            spent[str(g)] = round(time.perf_counter() - t0, 1)
+            seconds_file.write_text(json.dumps(spent))
+            keep(ROOT / name, point)
+        curve.append({"name": f"{name} after {g} generator steps", "model": str(point), "steps": 1, "guidance": 1.0,
+                      "n": a.n_curve, "generator_steps": g})
+    fid_rows(curve)
+    spent = json.loads(seconds_file.read_text()) if seconds_file.is_file() else {}
+    return curve, round(sum(spent.values()), 1)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--gen-steps", type=int, default=600, help="generator updates of each run")
+    p.add_argument("--segment", type=int, default=150, help="generator updates between curve points")
+    p.add_argument("--update-ratio", type=int, default=5)
+    p.add_argument("--real-guidance", type=float, default=1.75)
+    p.add_argument("--lr", type=float, default=1e-5)
+    p.add_argument("--warmup", type=int, default=500)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--student-pairs", type=int, default=18432, help="instaflow.py's student folder to start from")
+    p.add_argument("--student-steps", type=int, default=20000)
+    p.add_argument("--n-curve", type=int, default=1000)
+    p.add_argument("--n-main", type=int, default=5000)
+    p.add_argument("--fid-seeds", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=5)
+    a = p.parse_args()
+    if a.gen_steps % a.segment:
+        raise SystemExit("--gen-steps must be a multiple of --segment")
+    ROOT.mkdir(parents=True, exist_ok=True)
+    instaflow = json.loads((RESULTS / "instaflow.json").read_text())
+    teacher25 = next(r for r in instaflow["rows"] if r["name"] == "teacher 25-step CFG")
+    seeds = [k * 100_000 for k in range(a.fid_seeds)]
+    curves, finals = {}, []
+    for name, spec in runs(a).items():
+        if not is_pipeline_dir(spec["init"]):
+            raise SystemExit(f"{spec['init']} is missing: run python benchmarks/instaflow.py first")
+        curves[name], seconds = train_segments(a, name, spec)
+        last = curves[name][-1]
+        finals.append({"name": f"DMD2 from the {name.replace('-gan', '')}" + (" with GAN" if spec["gan"] else ""),
+                       "run": name, "model": last["model"], "steps": 1, "guidance": 1.0, "n": a.n_main,
+                       "seeds": seeds, "generator_steps": a.gen_steps, "train_s": seconds})
+        report(a, curves, [], teacher25)
+    fid_rows(finals)
+    table = [{"name": "teacher 25-step CFG", "model": str(TEACHER), "steps": 25, "guidance": 5.0}, *finals]
+    speed(table, a.repeats, images=64)
+    prompts = class_prompts(FASHION_MNIST_CLASSES)
+    grid = [generate(load_pipeline(r["model"]), prompts, steps=r["steps"], guidance=r["guidance"], seed=0)
+            for r in table]
+    save_png(make_grid(np.concatenate(grid), nrow=10), RESULTS / "dmd_grid.png")
+    report(a, curves, table, teacher25)
+
+
+def report(a, curves: dict, table: list[dict], teacher25: dict) -> None:
+    finals = [r for r in table if "run" in r]
+    best = min(finals, key=lambda r: r["fid"]) if finals else None
+    goals = {}
+    if best is not None:
+        goals = {"best": best["name"], "best_fid_vs_teacher_25step": best["fid"] / teacher25["fid"],
+                 "teacher_parity": best["fid"] <= teacher25["fid"],
+                 "speedup_vs_teacher_25step": table[0]["ms_per_image"] / best["ms_per_image"]}
+    write_result("dmd", {
+        "what": "DMD2 one-step generators of the built-in teacher, Fashion-MNIST class prompts, CPU",
+        "command": "python benchmarks/dmd.py",
+        "fid_reference": "Fashion-MNIST test split, all 10,000 images; FID protocol of studio.fid (tf-bilinear)",
+        "teacher_25step_from_instaflow_json": {"fid": teacher25["fid"], "fid_runs": teacher25.get("fid_runs"),
+                                               "date": json.loads((RESULTS / "instaflow.json").read_text())
+                                               ["machine"]["date"]},
+        "curves": curves, "rows": table, "goals": goals, "settings": vars(a),
+        "median": "FID of the final rows is the median over the seeds in fid_runs",
+        "grid": "benchmarks/results/dmd_grid.png (rows: teacher 25-step, then each final DMD2 row; one column "
+                "per class)",
+    })
+
+
+if __name__ == "__main__":
+    main()
