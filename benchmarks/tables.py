@@ -280,6 +280,26 @@ def ict_fixes_ab(d: dict) -> str:
                   "KID 1 / 2 steps", "training, s"], rows) + "\n\n" + done + source("ict_fixes")
 
 
+def teacher_quality_vae(d: dict) -> str:
+    d = d["teacher_quality"]
+    floor = d["real_train"]
+    rows = [[r["name"], count(r["vae_steps"]), plain(r["vae_disc_weight"]),
+             count(r["vae_disc_start"]) if r["vae_disc_weight"] else "", seconds(r["train_s"]), count(r["n"]),
+             fid(r["fid"]), kid_pm(r)] for r in d["vae"]]
+    rows.append(["real training images (the floor)", "", "", "", "", count(floor["n"]), fid(floor["fid"]),
+                 kid_pm(floor)])
+    return table(["autoencoder", "steps", "adversarial weight", "adversarial from step", "training, s", "N",
+                  "reconstruction FID", "KID ± std"], rows) + "\n\n" + source("teacher_quality")
+
+
+def teacher_quality_unet(d: dict) -> str:
+    d = d["teacher_quality"]
+    rows = [[r["name"], r["vae"], count(r["steps"]), seconds(r["train_s"]), count(r["n"]), fid(r["fid"]), kid_pm(r)]
+            for r in d["teacher"]]
+    return table(["teacher", "autoencoder", "UNet steps", "UNet training, s", "N", "25-step CFG FID", "KID ± std"],
+                 rows) + "\n\n" + source("teacher_quality")
+
+
 # ---------------------------------------------------------------- CDA
 
 def _cell(r: dict) -> str:
@@ -574,6 +594,8 @@ TABLES = {
     "ect.totals": (("ect", "ict"), ect_totals),
     "ict_fixes.rows": (("ict_fixes", "ict"), ict_fixes_rows),
     "ict_fixes.ab": (("ict_fixes",), ict_fixes_ab),
+    "teacher_quality.vae": (("teacher_quality",), teacher_quality_vae),
+    "teacher_quality.unet": (("teacher_quality",), teacher_quality_unet),
     "cda.setup": (("cda",), cda_setup("cda")),
     "cda.top1": (("cda",), cda_top1("cda")),
     "cda.compare": (("cda",), cda_compare("cda")),

@@ -66,8 +66,10 @@ def test_the_discriminator_switches_on_at_disc_start(fake_fmnist, tmp_path):
     assert any(not torch.equal(disc0[k], v) for k, v in result.modules["disc"].state_dict().items())
 
 
-def test_without_the_adversarial_weight_there_is_one_network(fake_fmnist):
+def test_without_the_adversarial_weight_there_is_one_network(fake_fmnist, tmp_path):
     data = load_dataset("fashion-mnist", data_dir=str(fake_fmnist), resolution=32, limit=8)
     pipe = build_pipeline("tiny", tokenizer_corpus(data.class_names), seed=0)
     stage = VAEStage(pipe.vae, data, 1e-6, disc_weight=0.0, disc_start=0)
     assert list(stage.trainable()) == ["vae"] and stage.updates(5) == ["vae"]
+    cfg = TrainerConfig(steps=1, batch_size=4, ema_decay=0.0, tracker="none", progress=False)
+    assert list(train(stage, cfg, tmp_path).modules) == ["vae"]

@@ -54,9 +54,8 @@ class VAEStage(Method):
         return {"vae": self.objective, **({"disc": self.disc} if self.disc is not None else {})}
 
     def groups(self):
-        if self.disc is None:
-            return super().groups()
-        return {"vae": Group(("vae",)), "disc": Group(("disc",), ema=False)}
+        disc = {"disc": Group(("disc",), ema=False)} if self.disc is not None else {}
+        return {"vae": Group(("vae",)), **disc}
 
     def updates(self, step):
         return ["vae", "disc"] if self.adversarial(step) else ["vae"]
