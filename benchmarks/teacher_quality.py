@@ -36,14 +36,13 @@ from studio.training.driver import run
 ROOT = Path("runs/bench/teacher_quality")
 # name: TeacherConfig fields of the VAE stage (vae_steps at batch 32, lr 1e-3 with cosine decay)
 VAES = {
-    "l1-500": dict(vae_steps=500, vae_disc_weight=0.0),  # today's recipe
+    "l1-500": dict(vae_steps=500, vae_disc_weight=0.0),  # today's budget
     "l1-3000": dict(vae_steps=3000, vae_disc_weight=0.0),
     "gan-3000": dict(vae_steps=3000, vae_disc_weight=0.5, vae_disc_start=1000),
 }
 # name: TeacherConfig.train fields of the UNet stage (batch 32, lr 1e-3 with cosine decay), on the best VAE row
 TEACHERS = {
-    "unet-2000": dict(steps=2000),  # today's budget
-    "unet-12000": dict(steps=12000),
+    "unet-16000": dict(steps=16000),  # today's budget: 2,000
 }
 
 
