@@ -3,7 +3,8 @@
     python benchmarks/instaflow.py            # -> benchmarks/results/instaflow.json (+ grid)
 
 Stages (each resumable; outputs under runs/bench/instaflow, rerun the command to continue):
-teacher (runs/bench/teacher, trained with the default recipe if missing) -> pairs from the
+teacher (runs/bench/teacher: unpacked from benchmarks/results/teacher_assets.tar.gz, the default-recipe
+teacher of benchmarks/teacher_quality.py, or trained with the default recipe if neither is there) -> pairs from the
 teacher (25-step DPM-Solver++, guidance 5) -> 2-RF -> pairs from the 2-RF (25 Euler steps,
 guidance --rf-guidance) -> one-step student (l2) -> FID rows against the full Fashion-MNIST test
 split (10,000 images) -> speed (median over repeats, models alternated) -> straightness.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import tarfile
 import statistics
 import time
 from dataclasses import replace
@@ -42,9 +44,21 @@ from studio.training.config import TrainerConfig
 
 ROOT = Path("runs/bench/instaflow")
 TEACHER = Path("runs/bench/teacher")
+TEACHER_ASSETS = RESULTS / "teacher_assets.tar.gz"
+
+
+def restore_teacher() -> bool:
+    """Unpack the default-recipe teacher that benchmarks/teacher_quality.py packed, where TEACHER lacks one."""
+    if is_pipeline_dir(TEACHER) or not TEACHER_ASSETS.is_file():
+        return False
+    with tarfile.open(TEACHER_ASSETS) as tar:
+        tar.extractall(TEACHER.parent, filter="data")
+    print(f"restored the teacher from {TEACHER_ASSETS}")
+    return True
 
 
 def stages(a) -> dict:
+    restore_teacher()
     if not is_pipeline_dir(TEACHER):
         base = TeacherConfig()
         train_teacher(replace(base, out=str(TEACHER), train=replace(base.train, resume="latest")))

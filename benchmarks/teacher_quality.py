@@ -10,12 +10,19 @@
    TEACHERS; FID and KID of ``--n`` class-prompted samples (25 DPM-Solver++ steps, guidance 5; image k has the
    prompt of class k mod 10 and seed k, as ``studio fid``) against the test split.
 Resumable: models under runs/bench/teacher_quality, FIDs cached per row and N; rerun to continue. The JSON is
-rewritten as each row finishes.
+rewritten as each row finishes; a committed row whose model folder is absent is kept (a new checkout does not
+retrain it). The teacher row of the default recipe (``studio teacher train``'s defaults, bit-equal: the same
+seeds and settings) is packed into benchmarks/results/teacher_assets.tar.gz (pipeline files only), which
+``benchmarks/instaflow.py`` unpacks as its teacher instead of training one.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
+import io
+import json
+import tarfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -31,9 +38,11 @@ from studio.models.backbone import is_pipeline_dir, load_pipeline
 from studio.models.presets import build_pipeline, tokenizer_corpus
 from studio.teacher import TeacherConfig, train_teacher
 from studio.teacher.commands import VAE_DIR, vae_stage
+from studio.files import write_bytes
 from studio.training.driver import run
 
 ROOT = Path("runs/bench/teacher_quality")
+TEACHER_ASSETS = RESULTS / "teacher_assets.tar.gz"  # the teacher of the default recipe, for benchmarks/instaflow.py
 # name: TeacherConfig fields of the VAE stage (vae_steps at batch 32, lr 1e-3 with cosine decay)
 VAES = {
     "l1-500": dict(vae_steps=500, vae_disc_weight=0.0),  # today's budget
@@ -80,34 +89,82 @@ def teacher_samples(pipe_dir: Path):
     return make
 
 
+def committed_rows() -> dict:
+    """The committed rows of teacher_quality.json by (kind, name), read before this run rewrites the file: a row
+    whose model folder is absent (a new checkout has no runs/) is kept when its settings and N match."""
+    path = RESULTS / "teacher_quality.json"
+    if not path.is_file():
+        return {}
+    saved = json.loads(path.read_text())
+    return {"real_train": saved["real_train"], **{(k, r["name"]): r for k in ("vae", "teacher") for r in saved[k]}}
+
+
+def kept(saved: dict, key, fields: dict, n: int, folder: Path) -> dict | None:
+    row = saved.get(key)
+    if folder.exists() or row is None or row["n"] != n or any(row.get(k) != v for k, v in fields.items()):
+        return None
+    print(key[1], "kept from the committed", RESULTS / "teacher_quality.json", flush=True)
+    return row
+
+
+def is_default_recipe(vae_fields: dict, unet_fields: dict) -> bool:
+    """Whether a VAE row and a UNet row together are what ``studio teacher train`` trains by default."""
+    base = TeacherConfig()
+    return all(getattr(base, k) == v for k, v in vae_fields.items()) and \
+        all(getattr(base.train, k) == v for k, v in unet_fields.items())
+
+
+def pack_teacher(out: Path) -> None:
+    """The pipeline of ``out`` (no training state) into TEACHER_ASSETS as teacher/..., same files same bytes."""
+    files = [f for f in sorted(out.rglob("*")) if f.is_file() and not {"stages", "train", "logs"} & set(f.parts)]
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
+        for f in files:
+            info = tarfile.TarInfo("teacher/" + f.relative_to(out).as_posix())
+            info.size, info.mode = f.stat().st_size, 0o644
+            tar.addfile(info, io.BytesIO(f.read_bytes()))
+    write_bytes(TEACHER_ASSETS, buf.getvalue())
+    print(f"packed {out} into {TEACHER_ASSETS}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=5000)
     a = p.parse_args()
     ROOT.mkdir(parents=True, exist_ok=True)
+    saved = committed_rows()
     real = real_features()
     data = load_dataset("fashion-mnist", resolution=32, limit=a.n)
-    floor = cached(ROOT, "real-train", a.n, lambda: measure(lambda lo, c: data.pixels(slice(lo, lo + c)), a.n, real))
+    floor = saved.get("real_train") if saved.get("real_train", {}).get("n") == a.n else None
+    floor = floor or cached(ROOT, "real-train", a.n,
+                            lambda: measure(lambda lo, c: data.pixels(slice(lo, lo + c)), a.n, real))
     vae_rows, teacher_rows = [], []
     for name, fields in VAES.items():
-        vae_dir, seconds = train_vae(name, fields)
-        m = cached(ROOT, f"vae-{name}", a.n, lambda: measure(reconstructions(vae_dir, a.n), a.n, real))
-        vae_rows.append({"name": name, **fields, "train_s": seconds, **m})
-        print(name, round(m["fid"], 2), flush=True)
+        row = kept(saved, ("vae", name), fields, a.n, ROOT / f"vae-{name}")
+        if row is None:
+            vae_dir, seconds = train_vae(name, fields)
+            m = cached(ROOT, f"vae-{name}", a.n, lambda: measure(reconstructions(vae_dir, a.n), a.n, real))
+            row = {"name": name, **fields, "train_s": seconds, **m}
+        vae_rows.append(row)
+        print(name, round(row["fid"], 2), flush=True)
         report(a, floor, vae_rows, teacher_rows)
     vae_name = min(vae_rows, key=lambda r: r["fid"])["name"]
     for name, fields in TEACHERS.items():
         out = ROOT / f"teacher-{name}-on-{vae_name}"
-        if not is_pipeline_dir(out):
-            base = TeacherConfig()
-            cfg = replace(base, out=str(out), vae=str(ROOT / f"vae-{vae_name}" / VAE_DIR),
-                          train=replace(base.train, **fields, resume="latest", progress=False))
-            if train_teacher(cfg) is None:
-                raise SystemExit(f"interrupted in {out}; rerun to resume")
-        m = cached(ROOT, out.name, a.n, lambda: measure(teacher_samples(out), a.n, real))
-        teacher_rows.append({"name": name, "vae": vae_name, **fields,
-                             "train_s": train_seconds(out / "stages" / "unet"), **m})
-        print(name, round(m["fid"], 2), flush=True)
+        row = kept(saved, ("teacher", name), {"vae": vae_name, **fields}, a.n, out)
+        if row is None:
+            if not is_pipeline_dir(out):
+                base = TeacherConfig()
+                cfg = replace(base, out=str(out), vae=str(ROOT / f"vae-{vae_name}" / VAE_DIR),
+                              train=replace(base.train, **fields, resume="latest", progress=False))
+                if train_teacher(cfg) is None:
+                    raise SystemExit(f"interrupted in {out}; rerun to resume")
+            m = cached(ROOT, out.name, a.n, lambda: measure(teacher_samples(out), a.n, real))
+            row = {"name": name, "vae": vae_name, **fields, "train_s": train_seconds(out / "stages" / "unet"), **m}
+            if is_default_recipe(VAES[vae_name], fields):
+                pack_teacher(out)
+        teacher_rows.append(row)
+        print(name, round(row["fid"], 2), flush=True)
         report(a, floor, vae_rows, teacher_rows)
 
 
