@@ -89,7 +89,7 @@ def main() -> None:
     p.add_argument("--update-ratio", type=int, default=5)
     p.add_argument("--real-guidance", type=float, default=1.75)
     p.add_argument("--lr", type=float, default=1e-5)
-    p.add_argument("--warmup", type=int, default=500)
+    p.add_argument("--warmup", type=int, default=8)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--student-pairs", type=int, default=18432, help="instaflow.py's student folder to start from")
     p.add_argument("--student-steps", type=int, default=20000)

@@ -130,6 +130,6 @@ def test_resume_differences_name_the_options_and_skip_the_resumable_ones():
     saved = json.loads(json.dumps(asdict(TeacherConfig())))
     now = replace(TeacherConfig(), vae_steps=7, train=replace(TeacherConfig().train, lr=0.5, steps=99, log_every=3,
                                                               resume="latest"))
-    assert differences(saved, now) == ["--vae-steps 500 -> 7", "--lr 0.001 -> 0.5"]
+    assert differences(saved, now) == ["--vae-steps 3000 -> 7", "--lr 0.001 -> 0.5"]
     del saved["sample_guidance"]  # an older run that did not record a newer option: taken at its default
     assert differences(saved, TeacherConfig()) == []

@@ -21,6 +21,7 @@ def test_adaptive_weight_is_the_ratio_of_gradient_norms_at_the_last_layer():
     flat = (w * 0.0).sum()
     assert adaptive_weight(rec, flat, w, disc_weight=1.0).item() == pytest.approx(1e4)
     assert not adaptive_weight(rec, g, w).requires_grad
+    assert adaptive_weight(rec, flat, w, disc_weight=0.5, max_weight=3.0).item() == pytest.approx(1.5)
 
 
 def test_hinge_loss_of_the_discriminator():
@@ -55,15 +56,15 @@ def test_the_discriminator_switches_on_at_disc_start(fake_fmnist, tmp_path):
     data = load_dataset("fashion-mnist", data_dir=str(fake_fmnist), resolution=32, limit=32)
     pipe = build_pipeline("tiny", tokenizer_corpus(data.class_names), seed=0)
     stage = Recording(pipe.vae, data, 1e-6, disc_weight=0.5, disc_start=2, disc_channels=8)
-    disc0 = {k: v.clone() for k, v in stage.disc.state_dict().items()}
+    disc0 = {k: v.detach().clone() for k, v in stage.disc.named_parameters()}  # not BatchNorm's running statistics
     cfg = TrainerConfig(steps=2, batch_size=4, lr=1e-3, ema_decay=0.0, tracker="none", progress=False,
                         checkpoint_every=10)
     result = train(stage, cfg, tmp_path)
     assert stage.seen == [(0, "vae", False), (1, "vae", False)]
-    assert all(torch.equal(disc0[k], v) for k, v in result.modules["disc"].state_dict().items())
+    assert all(torch.equal(disc0[k], v) for k, v in result.modules["disc"].named_parameters())
     result = train(stage, TrainerConfig(**{**cfg.__dict__, "steps": 4, "resume": "latest"}), tmp_path)
     assert stage.seen[2:] == [(2, "vae", True), (2, "disc", False), (3, "vae", True), (3, "disc", False)]
-    assert any(not torch.equal(disc0[k], v) for k, v in result.modules["disc"].state_dict().items())
+    assert any(not torch.equal(disc0[k], v) for k, v in result.modules["disc"].named_parameters())
 
 
 def test_without_the_adversarial_weight_there_is_one_network(fake_fmnist, tmp_path):

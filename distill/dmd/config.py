@@ -4,8 +4,12 @@ Defaults are DMD2's released SD 1.5 configuration (tianweiy/DMD2, ``experiments/
 run ``..._guidance1.75_lr1e-5_..._dfake10_from_scratch.sh`` and the GAN run ``..._gan1e-3_...``; optimizers
 in ``main/train_sd.py``): real guidance 1.75, fake guidance 1, 10 fake-score updates per generator update,
 t in [0.02, 0.98] x 1000 for the distribution-matching loss, AdamW (betas 0.9, 0.999, weight decay 0.01) at
-lr 1e-5 for both networks with 500 warm-up steps, gradient clipping 10, no EMA; GAN weights 1e-3 (generator)
-and 1e-2 (classifier). DMD2 trains at batch 2,048 (32 on each of 64 GPUs) for tens of thousands of steps;
+lr 1e-5 for both networks, gradient clipping 10, no EMA; GAN weights 1e-3 (generator) and 1e-2 (classifier).
+Warm-up: DMD2 asks for 500 steps of a scheduler that accelerate steps once per process, so on its 64 GPUs
+the learning rate is full after about 8 optimizer steps (the comment in ``train_sd.py`` says so); 8 here.
+DMD2's GAN run is a second stage: it continues the finished distribution-matching run at lr 5e-7; ``--gan``
+here adds the term from the first step at the same lr (pass ``--init`` of a finished run and ``--lr 5e-7``
+for the two-stage form). DMD2 trains at batch 2,048 (32 on each of 64 GPUs) for tens of thousands of steps;
 the batch and step defaults here are a CPU budget.
 """
 
@@ -19,7 +23,7 @@ from studio.training.config import TrainerConfig
 
 
 def _dmd_train_defaults() -> TrainerConfig:
-    return TrainerConfig(steps=2000, batch_size=32, lr=1e-5, warmup_steps=500, lr_schedule="constant",
+    return TrainerConfig(steps=2000, batch_size=32, lr=1e-5, warmup_steps=8, lr_schedule="constant",
                          optimizer="adamw", weight_decay=0.01, max_grad_norm=10.0, ema_decay=0.0,
                          checkpoint_every=250, log_every=50)
 

@@ -33,7 +33,7 @@ from diffusers import DDIMScheduler
 
 from studio import StudioError
 from studio.diffusion.adapter import Denoiser, flow_velocity
-from studio.diffusion.flow import is_flow, time_grid
+from studio.diffusion.flow import flow_scheduler, is_flow, time_grid
 from studio.diffusion.objective import diffusion_loss, noise_schedule
 from studio.diffusion.prompting import PromptCache
 from studio.models.levers import MemoryLevers, apply_to_unet, export_pipeline, frozen_copy
@@ -125,12 +125,15 @@ class DMDObjective(Method):
     def _generator_loss(self, modules, z, cond_g, cond_t, rand):
         x = self.generate(modules["generator"], z, cond_g)
         fake = getattr(modules["fake"], "module", modules["fake"])
-        with torch.no_grad():
+        # both scores outside autocast (DMD2 runs the fake score in fp32): the x0 estimates divide by
+        # sqrt(abar_t), down to 0.13 at t = 980, which magnifies rounding; the real score runs in --frozen-dtype
+        with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
             t = rand.randint(self.t_range[0], self.t_range[1] + 1).to(x.device)
-            x_t = self.schedule.add_noise(x, self._noise(rand, x.shape[1:], x.device), t)
+            x_t = self.schedule.add_noise(x.float(), self._noise(rand, x.shape[1:], x.device), t)
             uncond = self.teacher_text([""], x.device).expand_as(cond_t)
-            eps_real = self.real.guided(x_t.to(self.real.unet.dtype), t, cond_t.to(self.real.unet.dtype),
-                                        uncond.to(self.real.unet.dtype), self.real_guidance).float()
+            dtype = self.real.unet.dtype
+            eps_real = self.real.guided(x_t.to(dtype), t, cond_t.to(dtype), uncond.to(dtype),
+                                        self.real_guidance).float()
             eps_fake, _ = fake(x_t, t, cond_t)
             alphas = self.schedule.alphas_cumprod
             grad = dmd_gradient(x.detach(), denoised(x_t, eps_real, alphas, t), denoised(x_t, eps_fake, alphas, t))
@@ -176,8 +179,8 @@ class DMDObjective(Method):
 
     # -- the artefact ----------------------------------------------------------------------------------------
     def export(self, result, out):
-        if not self.flow:
-            self.pipe.scheduler = one_step_ddim(self.pipe.scheduler.config)
+        # the scheduler whose single step is the trained map: 1-step DDIM, or the flow export grid
+        self.pipe.scheduler = flow_scheduler() if self.flow else one_step_ddim(self.pipe.scheduler.config)
         export_pipeline(self.pipe, result.modules["generator"], out, self.levers)
 
     def model_info(self):

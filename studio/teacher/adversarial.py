@@ -7,7 +7,7 @@ appendix G), which takes it from taming-transformers (Esser et al. 2021, sec. 3.
 - hinge loss for the discriminator, L_D = 0.5 (E relu(1 - D(x)) + E relu(1 + D(x_hat)));
 - for the autoencoder, L_G = -E D(x_hat), weighted by the adaptive weight (Esser et al. 2021, eq. 7)
   lambda = ||grad_{G_L} L_rec|| / (||grad_{G_L} L_G|| + 1e-4), clamped to [0, 1e4] and detached, where G_L
-  is the decoder's last layer; times ``disc_weight`` (0.5 in SD's KL-f8 config) once the step reaches
+  is the decoder's last layer (the clamp is on LDM's scale, a per-sample sum); times ``disc_weight`` (0.5 in SD's KL-f8 config) once the step reaches
   ``disc_start`` (before that the term is 0 and the discriminator does not train).
 """
 
@@ -50,10 +50,12 @@ def hinge_d_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.
 
 
 def adaptive_weight(rec_loss: torch.Tensor, g_loss: torch.Tensor, last_layer: torch.Tensor,
-                    disc_weight: float = 0.5) -> torch.Tensor:
-    """lambda = disc_weight * clamp(||grad_W rec|| / (||grad_W g|| + 1e-4), 0, 1e4), detached (Esser et al. 2021,
-    eq. 7; taming's ``calculate_adaptive_weight``), W the decoder's last layer."""
+                    disc_weight: float = 0.5, max_weight: float = 1e4) -> torch.Tensor:
+    """lambda = disc_weight * clamp(||grad_W rec|| / (||grad_W g|| + 1e-4), 0, max_weight), detached (Esser et al.
+    2021, eq. 7; taming's ``calculate_adaptive_weight``, max_weight 1e4), W the decoder's last layer. LDM's
+    reconstruction loss is a per-sample sum; for a per-pixel mean pass max_weight = 1e4 / pixels, which is the
+    same cap on the same total loss (the ratio itself is 1 / pixels of LDM's either way)."""
     g_rec = torch.autograd.grad(rec_loss, last_layer, retain_graph=True)[0]
     g_adv = torch.autograd.grad(g_loss, last_layer, retain_graph=True)[0]
-    return (g_rec.norm() / (g_adv.norm() + 1e-4)).clamp(0.0, 1e4).detach() * disc_weight
+    return (g_rec.norm() / (g_adv.norm() + 1e-4)).clamp(0.0, max_weight).detach() * disc_weight
 

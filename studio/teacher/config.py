@@ -11,7 +11,8 @@ from studio.training.config import TrainerConfig
 
 
 def _unet_defaults() -> TrainerConfig:
-    return TrainerConfig(steps=2000, batch_size=32, lr=1e-3, warmup_steps=100, lr_schedule="cosine",
+    # 16,000 UNet steps (about 70 min on 2 CPU cores): benchmarks/teacher_quality.py; 2,000 before
+    return TrainerConfig(steps=16000, batch_size=32, lr=1e-3, warmup_steps=100, lr_schedule="cosine",
                          ema_decay=0.999, checkpoint_every=250, log_every=50)
 
 
@@ -29,12 +30,14 @@ class TeacherConfig:
     limit: int = option(0, "use only the first N images (0: all)", ge=0)
     caption_dropout: float = option(0.1, "share of captions replaced by '' (for guidance)", ge=0, lt=1)
     train_text_encoder: bool = True
-    vae_steps: int = option(500, "stage 1 (VAE) optimizer steps", ge=1)
+    vae_steps: int = option(3000, "stage 1 (VAE) optimizer steps (3,000: reconstruction FID 4.4, 500: 17.1; "
+                                  "benchmarks/teacher_quality.py)", ge=1)
     vae_lr: float = option(1e-3, gt=0)
     vae_batch_size: int = option(32, ge=1)
     kl_weight: float = option(1e-6, ge=0)
-    vae_disc_weight: float = option(0.5, "weight of the VAE's adversarial term (times the adaptive weight; SD's "
-                                         "KL-f8: 0.5); 0: L1 + KL only", ge=0)
+    vae_disc_weight: float = option(0.0, "weight of the VAE's adversarial term (times the adaptive weight; SD's "
+                                         "KL-f8: 0.5); 0: L1 + KL only, the default here, which scored best in "
+                                         "benchmarks/teacher_quality.py", ge=0)
     vae_disc_start: int = option(1000, "VAE step from which the adversarial term and its discriminator train", ge=0)
     vae_disc_channels: int = option(64, "width of the VAE's patch discriminator (pix2pix: 64)", ge=1)
     sample_steps: int = option(25, "recommended sampling steps, written to studio_model.json", ge=1)

@@ -98,7 +98,8 @@ class VAEStage(Method):
         logs = {"rec_l1": float(rec.detach()), "kl": float(kl.detach())}
         if self.adversarial(self.step):
             g_loss = -frozen_call(modules["disc"], torch.cat([recon, x])).chunk(2)[0].float().mean()
-            weight = adaptive_weight(rec, g_loss, self.objective.vae.decoder.conv_out.weight, self.disc_weight)
+            weight = adaptive_weight(rec, g_loss, self.objective.vae.decoder.conv_out.weight, self.disc_weight,
+                                     max_weight=1e4 / x[0].numel())  # rec is a per-pixel mean, LDM's a sum
             loss = loss + weight * g_loss
             logs.update(g_loss=float(g_loss.detach()), d_weight=float(weight))
         return loss, logs

@@ -85,7 +85,17 @@ class Method:
 def frozen_call(module: torch.nn.Module, *args, **kwargs):
     """``module(*args, **kwargs)`` with its parameters detached: gradients reach the inputs, never the weights.
     For a loss that runs another group's network (a discriminator in the generator's update): nothing is
-    accumulated into that network, also under DDP, whose wrapper and hooks are bypassed."""
+    accumulated into that network, also under DDP, whose wrapper and hooks are bypassed. Gradient checkpointing
+    (diffusers' ``gradient_checkpointing`` flags) is off for the call: its recomputation in the backward pass
+    would see the module's own weights, not the detached ones (DMD2 likewise checkpoints its fake score only
+    in the fake score's own update)."""
     plain = getattr(module, "module", module)
     state = {**{n: p.detach() for n, p in plain.named_parameters()}, **dict(plain.named_buffers())}
-    return torch.func.functional_call(plain, state, args, kwargs)
+    flagged = [m for m in plain.modules() if getattr(m, "gradient_checkpointing", False) is True]
+    for m in flagged:
+        m.gradient_checkpointing = False
+    try:
+        return torch.func.functional_call(plain, state, args, kwargs)
+    finally:
+        for m in flagged:
+            m.gradient_checkpointing = True
