@@ -87,7 +87,7 @@ def test_registry_lists_models_and_refuses_escapes(models_dir, tmp_path):
 
 
 def test_input_checks_explain_the_bounds():
-    for args, words in [(("", 0, 25, 5, 1), "prompt is empty"), (("x", 0, 0, 5, 1), "between 1 and 100"),
+    for args, words in [(("", 0, 25, 5, 1), "prompt is empty"), (("x", 0, 101, 5, 1), "between 0 and 100"),
                         (("x", 0, 25, 30, 1), "guidance scale must be between"),
                         (("x", 0, 25, 5, 17), "number of images must be between 1 and 16"),
                         (("x", -2, 25, 5, 1), "seed"), (("x" * 301, 0, 25, 5, 1), "keep it under 300")]:
@@ -106,6 +106,19 @@ def test_generate_endpoint_returns_pngs_with_parameters(served):
     meta = json.loads(Image.open(slow[1]["image"]).info["parameters"])
     assert meta == {"model": "teacher", "prompt": "a photo of a bag", "seed": 8, "steps": 3, "guidance": 2.0}
     assert Image.open(fast[0]["image"]).size == (32, 32)
+
+
+def test_any_two_models_side_by_side_and_zero_steps_take_the_right_models_own(served):
+    client, _ = served
+    # the teacher on the left (its own 25 steps, guidance 5), the student on the right at its own 1 step
+    left, left_time, right, right_time, _ = client.predict(
+        "a photo of a bag", 5, 0, 9.0, 1, "teacher", "distilled/student", api_name="/generate")
+    assert "25 step(s), guidance 5.0" in left_time and "1 step(s), guidance 1.0" in right_time
+    assert json.loads(Image.open(right[0]["image"]).info["parameters"])["steps"] == 1
+    # two one-step models, the right one given steps: the field applies
+    _, _, right, right_time, _ = client.predict(
+        "a photo of a bag", 5, 2, 1.0, 1, "distilled/student", "distilled/student", api_name="/generate")
+    assert "2 step(s)" in right_time
 
 
 def test_a_consistency_model_is_a_fast_model_whose_prompt_picks_the_class(served, models_dir):

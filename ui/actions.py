@@ -47,7 +47,8 @@ def check_generate(prompt: str, seed, steps, guidance, num_images) -> tuple[str,
     if len(prompt) > LIMITS["prompt_chars"]:
         raise StudioError(f"the prompt is {len(prompt)} characters long; keep it under {LIMITS['prompt_chars']}")
     seed = _bounded(seed, *LIMITS["seed"], "the seed (-1 picks a random one)", whole=True)
-    steps = _bounded(steps, *LIMITS["steps"], "the number of teacher steps", whole=True)
+    steps = _bounded(steps, 0, LIMITS["steps"][1], "the number of steps of the right model (0: its own)",
+                     whole=True)
     guidance = float(_bounded(guidance, *LIMITS["guidance"], "the guidance scale"))
     num = _bounded(num_images, *LIMITS["num_images"], "the number of images", whole=True)
     return prompt, (secrets.randbelow(2**31) if seed == -1 else seed), steps, guidance, num
@@ -78,9 +79,12 @@ def _run(registry: ModelRegistry, name: str, prompt: str, seed: int, steps: int,
 
 def generate_pair(registry: ModelRegistry, out_dir, prompt: str, seed, steps, guidance, num_images,
                   fast_model: str, slow_model: str, progress: Callable[[int, int], None] | None = None) -> dict:
-    """The fast model with its recommended settings beside the slow one with ``steps``/``guidance``."""
+    """Any two models side by side: ``fast_model`` (left) with its recommended settings, ``slow_model`` (right)
+    with ``steps``/``guidance``, or with its own recommended settings where ``steps`` is 0."""
     prompt, seed, steps, guidance, num = check_generate(prompt, seed, steps, guidance, num_images)
     out_dir = Path(out_dir)
+    if steps == 0:
+        steps, guidance = sampling_settings(registry.path(slow_model))
     fast_steps, fast_guidance = sampling_settings(registry.path(fast_model))
     fast = _run(registry, fast_model, prompt, seed, fast_steps, fast_guidance, num, out_dir, None)
     slow = _run(registry, slow_model, prompt, seed, steps, guidance, num, out_dir, progress)

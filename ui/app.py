@@ -1,4 +1,5 @@
-"""``studio ui``: the Gradio app. Generate tab (one-step student beside the N-step teacher),
+"""``studio ui``: the Gradio app. Generate tab (any two models side by side, by default the one-step student
+beside the N-step teacher),
 model picker, FID tab (FID, KID with its std, precision/recall and class agreement; a saved history
 and a plot of any metric against steps). Binds to 127.0.0.1 unless told otherwise.
 
@@ -60,10 +61,10 @@ def build_app(cfg: UIConfig):
                           f"under {cfg.models}")
     out_dir = Path(tempfile.mkdtemp(prefix="studio-ui-"))
     atexit.register(shutil.rmtree, out_dir, ignore_errors=True)
+    # either side takes any model; by default a one-step student (else another fast model) beside the teacher
     fast = registry.by_kind(*FAST_KINDS) or names
-    # the teacher first; an EDM or consistency model may also take the slow side (e.g. a consistency model at 2 steps)
-    slow = (registry.by_kind("teacher") + registry.by_kind("edm", "consistency")) or names
     pick_fast = next((n for n in fast if registry.info(n)["kind"] == "one-step-student"), fast[0])
+    pick_slow = (registry.by_kind("teacher") + registry.by_kind("edm", "consistency") + names)[0]
 
     def describe(name):
         try:
@@ -109,21 +110,21 @@ def build_app(cfg: UIConfig):
                 seed = gr.Number(label="Seed (-1: random)", value=-1, precision=0)
             gr.Examples([[e] for e in EXAMPLES], inputs=[prompt])
             with gr.Row():
-                steps = gr.Slider(*LIMITS["steps"], value=25, step=1, label="Teacher steps")
-                guidance = gr.Slider(*LIMITS["guidance"], value=5.0, step=0.5, label="Teacher guidance")
+                steps = gr.Slider(0, LIMITS["steps"][1], value=25, step=1, label="Right model's steps (0: its own)")
+                guidance = gr.Slider(*LIMITS["guidance"], value=5.0, step=0.5, label="Right model's guidance")
                 num_images = gr.Slider(*LIMITS["num_images"], value=4, step=1, label="Images")
             with gr.Row():
-                fast_model = gr.Dropdown(fast, value=pick_fast, label="Fast model (its own steps and guidance)")
-                slow_model = gr.Dropdown(slow, value=slow[0], label="Teacher (the steps and guidance above)")
+                fast_model = gr.Dropdown(names, value=pick_fast, label="Left model (its own steps and guidance)")
+                slow_model = gr.Dropdown(names, value=pick_slow, label="Right model (the steps and guidance above)")
             button = gr.Button("Generate", variant="primary", elem_id="generate")
             used_seed = gr.Number(label="Seed used", precision=0, interactive=False)
             with gr.Row():
                 with gr.Column():
                     fast_time = gr.Markdown()
-                    fast_gallery = gr.Gallery(label="Fast model", columns=4, elem_id="fast-gallery")
+                    fast_gallery = gr.Gallery(label="Left model", columns=4, elem_id="fast-gallery")
                 with gr.Column():
                     slow_time = gr.Markdown()
-                    slow_gallery = gr.Gallery(label="Teacher", columns=4, elem_id="slow-gallery")
+                    slow_gallery = gr.Gallery(label="Right model", columns=4, elem_id="slow-gallery")
             button.click(on_generate, [prompt, seed, steps, guidance, num_images, fast_model, slow_model],
                          [fast_gallery, fast_time, slow_gallery, slow_time, used_seed], api_name="generate",
                          concurrency_limit=cfg.concurrency, concurrency_id="generate")
