@@ -115,7 +115,8 @@ def main() -> None:
                        "seeds": seeds, "generator_steps": a.gen_steps, "train_s": seconds})
         report(a, curves, [], teacher25)
     fid_rows(finals)
-    table = [{"name": "teacher 25-step CFG", "model": str(TEACHER), "steps": 25, "guidance": 5.0}, *finals]
+    table = [{"name": "teacher 25-step CFG", "model": str(TEACHER), "steps": 25, "guidance": teacher25["guidance"]},
+             *finals]
     speed(table, a.repeats, images=64)
     prompts = class_prompts(FASHION_MNIST_CLASSES)
     grid = [generate(load_pipeline(r["model"]), prompts, steps=r["steps"], guidance=r["guidance"], seed=0)

@@ -5,13 +5,14 @@
 Stages (each resumable; outputs under runs/bench/instaflow, rerun the command to continue):
 teacher (runs/bench/teacher: unpacked from benchmarks/results/teacher_assets.tar.gz, the default-recipe
 teacher of benchmarks/teacher_quality.py, or trained with the default recipe if neither is there) -> pairs from the
-teacher (25-step DPM-Solver++, guidance 5) -> 2-RF -> pairs from the 2-RF (25 Euler steps,
+teacher (25-step DPM-Solver++ at the teacher's recommended guidance, --teacher-guidance) -> 2-RF -> pairs from the 2-RF (25 Euler steps,
 guidance --rf-guidance) -> one-step student (l2) -> FID rows against the full Fashion-MNIST test
 split (10,000 images) -> speed (median over repeats, models alternated) -> straightness.
 
 --rf-guidance defaults to 1.0 (no CFG on the 2-RF), not InstaFlow's 1.5: the teacher's couplings
-already carry guidance 5, and on this teacher the 2-RF's FID rises with more guidance (the
-"guidance_sweep" block of the result: 10 Euler steps, N=1000, beside the teacher at N=1000).
+already carry the teacher's guidance, and on the old teacher (2,000 UNet steps, guidance 5) the 2-RF's
+FID rose with more guidance (the "guidance_sweep" block of the result: 10 Euler steps, N=1000, beside
+the teacher at N=1000).
 FID rows are cached per model, steps, guidance, N and seed under runs/bench/instaflow/fid. The two
 rows of the goal (teacher 25-step, student) report the median FID over --fid-seeds runs whose
 images use disjoint seeds (run k: image i has seed k*100000 + i).
@@ -35,6 +36,7 @@ from distill.reflow.pairs import generate_pairs
 from distill.reflow.straightness import measure
 from distill.reflow.commands import train_reflow, train_student
 from studio.models.backbone import is_pipeline_dir, load_pipeline
+from studio.models.model_info import sampling_settings
 from studio.data import FASHION_MNIST_CLASSES, class_prompts
 from studio.fid.run import FIDConfig, FIDOptions, FIDStatsConfig, compute_fid, compute_stats
 from studio.images import make_grid, save_png
@@ -62,8 +64,10 @@ def stages(a) -> dict:
     if not is_pipeline_dir(TEACHER):
         base = TeacherConfig()
         train_teacher(replace(base, out=str(TEACHER), train=replace(base.train, resume="latest")))
+    a.teacher_guidance = a.teacher_guidance or sampling_settings(TEACHER)[1]
     t0 = time.perf_counter()
-    generate_pairs(PairsConfig(teacher=str(TEACHER), num=a.pairs, steps=25, solver="dpmsolver", guidance=5.0,
+    generate_pairs(PairsConfig(teacher=str(TEACHER), num=a.pairs, steps=25, solver="dpmsolver",
+                               guidance=a.teacher_guidance,
                                batch_size=128, out=str(ROOT / "pairs-teacher")))
     t1 = time.perf_counter()
     rf = ROOT / "2rf"
@@ -116,9 +120,11 @@ def rows(a) -> list[dict]:
     rf, student, g = str(ROOT / "2rf"), str(student_dir(a)), a.rf_guidance
     seeds = [k * 100_000 for k in range(a.fid_seeds)]  # the goal rows: median FID over disjoint noise seeds
     return [
-        {"name": "teacher 25-step CFG", "model": str(TEACHER), "steps": 25, "guidance": 5.0, "n": a.n_main,
+        {"name": "teacher 25-step CFG", "model": str(TEACHER), "steps": 25, "guidance": a.teacher_guidance,
+         "n": a.n_main,
          "seeds": seeds},
-        {"name": "teacher 1-step CFG", "model": str(TEACHER), "steps": 1, "guidance": 5.0, "n": a.n_other},
+        {"name": "teacher 1-step CFG", "model": str(TEACHER), "steps": 1, "guidance": a.teacher_guidance,
+         "n": a.n_other},
         {"name": "2-RF 25-step", "model": rf, "steps": 25, "guidance": g, "n": a.n_other},
         {"name": "2-RF 4-step", "model": rf, "steps": 4, "guidance": g, "n": a.n_other},
         {"name": "2-RF 2-step", "model": rf, "steps": 2, "guidance": g, "n": a.n_other},
@@ -127,10 +133,11 @@ def rows(a) -> list[dict]:
     ]
 
 
-def sweep_rows() -> list[dict]:
+def sweep_rows(a) -> list[dict]:
     """The 2-RF's FID against its guidance (10 Euler steps, N=1000), and the teacher at the same N."""
     rf = str(ROOT / "2rf")
-    return [{"name": "teacher 25-step CFG", "model": str(TEACHER), "steps": 25, "guidance": 5.0, "n": 1000}] + [
+    return [{"name": "teacher 25-step CFG", "model": str(TEACHER), "steps": 25, "guidance": a.teacher_guidance,
+             "n": 1000}] + [
         {"name": f"2-RF 10-step g{g:g}", "model": rf, "steps": 10, "guidance": g, "n": 1000}
         for g in (1.0, 1.5, 2.5, 4.0)]
 
@@ -200,6 +207,8 @@ def main() -> None:
     p.add_argument("--rf-steps", type=int, default=2000)
     p.add_argument("--student-steps", type=int, default=20000)
     p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--teacher-guidance", type=float, default=0.0,
+                   help="guidance of the teacher's pairs and rows (0: the teacher's recommended, studio_model.json)")
     p.add_argument("--rf-guidance", type=float, default=1.0, help="guidance of the 2-RF rows and its pairs")
     p.add_argument("--n-main", type=int, default=5000)
     p.add_argument("--n-other", type=int, default=2000)
@@ -217,12 +226,13 @@ def main() -> None:
         return
     table = rows(a)
     fid_rows(table)
-    sweep = sweep_rows()
+    sweep = sweep_rows(a)
     fid_rows(sweep)
     speed(table, a.repeats, images=64)
     straight = {
-        "teacher (guidance 5.0)": measure(load_pipeline(str(TEACHER)), class_prompts(FASHION_MNIST_CLASSES),
-                                          num=64, steps=25, guidance=5.0),
+        f"teacher (guidance {a.teacher_guidance:g})": measure(load_pipeline(str(TEACHER)),
+                                                             class_prompts(FASHION_MNIST_CLASSES), num=64, steps=25,
+                                                             guidance=a.teacher_guidance),
         **{f"2-RF (guidance {g:g})": measure(load_pipeline(str(ROOT / "2rf")), class_prompts(FASHION_MNIST_CLASSES),
                                              num=64, steps=25, guidance=g) for g in sorted({1.5, a.rf_guidance})},
     }

@@ -294,10 +294,17 @@ def teacher_quality_vae(d: dict) -> str:
 
 def teacher_quality_unet(d: dict) -> str:
     d = d["teacher_quality"]
-    rows = [[r["name"], r["vae"], count(r["steps"]), seconds(r["train_s"]), count(r["n"]), fid(r["fid"]), kid_pm(r)]
-            for r in d["teacher"]]
-    return table(["teacher", "autoencoder", "UNet steps", "UNet training, s", "N", "25-step CFG FID", "KID ± std"],
-                 rows) + "\n\n" + source("teacher_quality")
+    rows = [[r["name"], r["vae"], count(r["steps"]), seconds(r["train_s"]), plain(r["guidance"]), count(r["n"]),
+             fid(r["fid"]), kid_pm(r)] for r in d["teacher"]]
+    return table(["teacher", "autoencoder", "UNet steps", "UNet training, s", "guidance", "N", "25-step FID",
+                  "KID ± std"], rows) + "\n\n" + source("teacher_quality")
+
+
+def teacher_quality_sweep(d: dict) -> str:
+    d = d["teacher_quality"]
+    rows = [[r["name"], plain(s["guidance"]), count(s["n"]), fid(s["fid"]), kid_pm(s)]
+            for r in d["teacher"] for s in r["guidance_sweep"]]
+    return table(["teacher", "guidance", "N", "25-step FID", "KID ± std"], rows) + "\n\n" + source("teacher_quality")
 
 
 # ---------------------------------------------------------------- CDA
@@ -596,6 +603,7 @@ TABLES = {
     "ict_fixes.ab": (("ict_fixes",), ict_fixes_ab),
     "teacher_quality.vae": (("teacher_quality",), teacher_quality_vae),
     "teacher_quality.unet": (("teacher_quality",), teacher_quality_unet),
+    "teacher_quality.sweep": (("teacher_quality",), teacher_quality_sweep),
     "cda.setup": (("cda",), cda_setup("cda")),
     "cda.top1": (("cda",), cda_top1("cda")),
     "cda.compare": (("cda",), cda_compare("cda")),

@@ -6,12 +6,13 @@
    the settings of each entry of VAES: L1 + KL alone, and with the patch-GAN term (adaptive weight) switched on
    at a stated step. Each is scored by FID and KID of its reconstructions (posterior mean, decoded) of the first
    ``--n`` training images against all 10,000 test images; the same real training images are the floor.
-2. Teacher rows: the UNet stage on the VAE row of lowest FID (``studio teacher train --vae``) at each budget of
-   TEACHERS; FID and KID of ``--n`` class-prompted samples (25 DPM-Solver++ steps, guidance 5; image k has the
-   prompt of class k mod 10 and seed k, as ``studio fid``) against the test split.
+2. Teacher rows: the UNet stage on a VAE row (``studio teacher train --vae``) at each budget of TEACHERS; FID
+   and KID of ``--n`` class-prompted samples (25 DPM-Solver++ steps at the recommended guidance,
+   ``TeacherConfig.sample_guidance``; image k has the prompt of class k mod 10 and seed k, as ``studio fid``)
+   against the test split, and a sweep over the guidance scales of SWEEP at N = ``--n-sweep``.
 Resumable: models under runs/bench/teacher_quality, FIDs cached per row and N; rerun to continue. The JSON is
 rewritten as each row finishes; a committed row whose model folder is absent is kept (a new checkout does not
-retrain it). The teacher row of the default recipe (``studio teacher train``'s defaults, bit-equal: the same
+retrain it). The teacher row of the default recipe (``studio teacher train``'s defaults: the same
 seeds and settings) is packed into benchmarks/results/teacher_assets.tar.gz (pipeline files only), which
 ``benchmarks/instaflow.py`` unpacks as its teacher instead of training one.
 """
@@ -49,9 +50,10 @@ VAES = {
     "l1-3000": dict(vae_steps=3000, vae_disc_weight=0.0),
     "gan-3000": dict(vae_steps=3000, vae_disc_weight=0.5, vae_disc_start=1000),
 }
-# name: TeacherConfig.train fields of the UNet stage (batch 32, lr 1e-3 with cosine decay), on the best VAE row
+# name: the VAE row it trains on, and TeacherConfig.train fields of the UNet stage (batch 32, lr 1e-3, cosine)
+SWEEP = (1.0, 1.5, 2.0, 3.0, 4.0, 5.0)  # the teacher rows' guidance sweep (25 steps, N = --n-sweep)
 TEACHERS = {
-    "unet-16000": dict(steps=16000),  # today's budget: 2,000
+    "unet-16000": dict(vae="l1-3000", steps=16000),  # the old budget: 2,000 UNet steps on l1-500
 }
 
 
@@ -78,13 +80,13 @@ def reconstructions(vae_dir: Path, n: int):
     return make
 
 
-def teacher_samples(pipe_dir: Path):
+def teacher_samples(pipe_dir: Path, guidance: float):
     pipe = load_pipeline(str(pipe_dir))
     prompts = class_prompts(FASHION_MNIST_CLASSES)
 
     def make(lo, count):
         ps = [prompts[k % 10] for k in range(lo, lo + count)]
-        return torch.from_numpy(generate(pipe, ps, steps=25, guidance=5.0, seed=lo, batch_size=125)).permute(0, 3, 1, 2) * 2 - 1
+        return torch.from_numpy(generate(pipe, ps, steps=25, guidance=guidance, seed=lo, batch_size=125)).permute(0, 3, 1, 2) * 2 - 1
 
     return make
 
@@ -130,6 +132,7 @@ def pack_teacher(out: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=5000)
+    p.add_argument("--n-sweep", type=int, default=1000, help="N of each guidance of the teacher rows' sweep")
     a = p.parse_args()
     ROOT.mkdir(parents=True, exist_ok=True)
     saved = committed_rows()
@@ -148,19 +151,25 @@ def main() -> None:
         vae_rows.append(row)
         print(name, round(row["fid"], 2), flush=True)
         report(a, floor, vae_rows, teacher_rows)
-    vae_name = min(vae_rows, key=lambda r: r["fid"])["name"]
-    for name, fields in TEACHERS.items():
+    for name, spec in TEACHERS.items():
+        vae_name, fields = spec["vae"], {k: v for k, v in spec.items() if k != "vae"}
         out = ROOT / f"teacher-{name}-on-{vae_name}"
         row = kept(saved, ("teacher", name), {"vae": vae_name, **fields}, a.n, out)
         if row is None:
+            train_vae(vae_name, VAES[vae_name])
             if not is_pipeline_dir(out):
                 base = TeacherConfig()
-                cfg = replace(base, out=str(out), vae=str(ROOT / f"vae-{vae_name}" / VAE_DIR),
+                cfg = replace(base, out=str(out), vae=str(ROOT / f"vae-{vae_name}" / VAE_DIR), **VAES[vae_name],
                               train=replace(base.train, **fields, resume="latest", progress=False))
                 if train_teacher(cfg) is None:
                     raise SystemExit(f"interrupted in {out}; rerun to resume")
-            m = cached(ROOT, out.name, a.n, lambda: measure(teacher_samples(out), a.n, real))
-            row = {"name": name, "vae": vae_name, **fields, "train_s": train_seconds(out / "stages" / "unet"), **m}
+            sweep = [{"guidance": g, **cached(ROOT, f"{out.name}-g{g:g}", a.n_sweep,
+                                              lambda: measure(teacher_samples(out, g), a.n_sweep, real))}
+                     for g in SWEEP]
+            g = TeacherConfig().sample_guidance  # the recommended guidance, as studio_model.json says
+            m = cached(ROOT, f"{out.name}-g{g:g}", a.n, lambda: measure(teacher_samples(out, g), a.n, real))
+            row = {"name": name, "vae": vae_name, **fields, "train_s": train_seconds(out / "stages" / "unet"),
+                   "guidance": g, **m, "guidance_sweep": sweep}
             if is_default_recipe(VAES[vae_name], fields):
                 pack_teacher(out)
         teacher_rows.append(row)

@@ -41,6 +41,8 @@ class TeacherConfig:
     vae_disc_start: int = option(1000, "VAE step from which the adversarial term and its discriminator train", ge=0)
     vae_disc_channels: int = option(64, "width of the VAE's patch discriminator (pix2pix: 64)", ge=1)
     sample_steps: int = option(25, "recommended sampling steps, written to studio_model.json", ge=1)
-    sample_guidance: float = option(5.0, "recommended guidance, written to studio_model.json", ge=0)
+    sample_guidance: float = option(2.0, "recommended guidance, written to studio_model.json (2: the lowest 25-step "
+                                         "FID of the default teacher's sweep in benchmarks/teacher_quality.py)",
+                                    ge=0)
     memory: MemoryLevers = option(factory=MemoryLevers, flatten=True)
     train: TrainerConfig = option(factory=_unet_defaults, flatten=True)
