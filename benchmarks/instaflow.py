@@ -50,10 +50,19 @@ TEACHER_ASSETS = RESULTS / "teacher_assets.tar.gz"
 
 
 def restore_teacher() -> bool:
-    """Unpack the default-recipe teacher that benchmarks/teacher_quality.py packed, where TEACHER lacks one."""
-    if is_pipeline_dir(TEACHER) or not TEACHER_ASSETS.is_file():
+    """Unpack the default-recipe teacher that benchmarks/teacher_quality.py packed, where TEACHER lacks one; a
+    TEACHER that is another model (an older recipe) is refused, since the pairs and FIDs cached under ROOT are
+    the work of the teacher they were made with."""
+    if not TEACHER_ASSETS.is_file():
         return False
     with tarfile.open(TEACHER_ASSETS) as tar:
+        packed = tar.extractfile("teacher/config.json").read()
+        if is_pipeline_dir(TEACHER):
+            here = TEACHER / "config.json"
+            if here.is_file() and json.loads(here.read_bytes()) == json.loads(packed):
+                return False
+            raise SystemExit(f"{TEACHER} holds another teacher than {TEACHER_ASSETS}; move it and {ROOT} away "
+                             "and rerun")
         tar.extractall(TEACHER.parent, filter="data")
     print(f"restored the teacher from {TEACHER_ASSETS}")
     return True

@@ -294,8 +294,8 @@ def teacher_quality_vae(d: dict) -> str:
 
 def teacher_quality_unet(d: dict) -> str:
     d = d["teacher_quality"]
-    rows = [[r["name"], r["vae"], count(r["steps"]), seconds(r["train_s"]), plain(r["guidance"]), count(r["n"]),
-             fid(r["fid"]), kid_pm(r)] for r in d["teacher"]]
+    rows = [[r["name"], r["vae"], count(r["steps"]), seconds(r["train_s"]), plain(x["guidance"]), count(x["n"]),
+             fid(x["fid"]), kid_pm(x)] for r in d["teacher"] for x in (r, r["at_old_guidance"])]
     return table(["teacher", "autoencoder", "UNet steps", "UNet training, s", "guidance", "N", "25-step FID",
                   "KID ± std"], rows) + "\n\n" + source("teacher_quality")
 

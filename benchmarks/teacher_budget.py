@@ -4,7 +4,7 @@ Trains exactly what ``studio demo`` trains (DemoConfig defaults), then samples 8
 class prompt (25 DPM-Solver++ steps, guidance 5). An interrupted run resumes; wall time is
 summed over invocations (kept in OUT/bench_timing.json) and the JSON says how many there were.
 
-    python benchmarks/teacher_budget.py [--out runs/bench/teacher] [--fresh]
+    python benchmarks/teacher_budget.py [--out runs/bench/teacher-demo] [--fresh]
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from studio.teacher import train_teacher
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="runs/bench/teacher")
+    ap.add_argument("--out", default="runs/bench/teacher-demo")  # not instaflow.py's teacher
     ap.add_argument("--fresh", action="store_true", help="delete OUT first")
     args = ap.parse_args()
     out = Path(args.out)

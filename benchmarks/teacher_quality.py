@@ -52,6 +52,7 @@ VAES = {
 }
 # name: the VAE row it trains on, and TeacherConfig.train fields of the UNet stage (batch 32, lr 1e-3, cosine)
 SWEEP = (1.0, 1.5, 2.0, 3.0, 4.0, 5.0)  # the teacher rows' guidance sweep (25 steps, N = --n-sweep)
+OLD_GUIDANCE = 5.0  # the old teacher's recommended guidance, also scored at N = --n
 TEACHERS = {
     "unet-16000": dict(vae="l1-3000", steps=16000),  # the old budget: 2,000 UNet steps on l1-500
 }
@@ -154,7 +155,8 @@ def main() -> None:
     for name, spec in TEACHERS.items():
         vae_name, fields = spec["vae"], {k: v for k, v in spec.items() if k != "vae"}
         out = ROOT / f"teacher-{name}-on-{vae_name}"
-        row = kept(saved, ("teacher", name), {"vae": vae_name, **fields}, a.n, out)
+        g = TeacherConfig().sample_guidance  # the recommended guidance, as studio_model.json says
+        row = kept(saved, ("teacher", name), {"vae": vae_name, **fields, "guidance": g}, a.n, out)
         if row is None:
             train_vae(vae_name, VAES[vae_name])
             if not is_pipeline_dir(out):
@@ -166,10 +168,10 @@ def main() -> None:
             sweep = [{"guidance": g, **cached(ROOT, f"{out.name}-g{g:g}", a.n_sweep,
                                               lambda: measure(teacher_samples(out, g), a.n_sweep, real))}
                      for g in SWEEP]
-            g = TeacherConfig().sample_guidance  # the recommended guidance, as studio_model.json says
-            m = cached(ROOT, f"{out.name}-g{g:g}", a.n, lambda: measure(teacher_samples(out, g), a.n, real))
+            m, old = (cached(ROOT, f"{out.name}-g{x:g}", a.n, lambda: measure(teacher_samples(out, x), a.n, real))
+                      for x in (g, OLD_GUIDANCE))
             row = {"name": name, "vae": vae_name, **fields, "train_s": train_seconds(out / "stages" / "unet"),
-                   "guidance": g, **m, "guidance_sweep": sweep}
+                   "guidance": g, **m, "at_old_guidance": {"guidance": OLD_GUIDANCE, **old}, "guidance_sweep": sweep}
             if is_default_recipe(VAES[vae_name], fields):
                 pack_teacher(out)
         teacher_rows.append(row)

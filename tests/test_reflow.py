@@ -66,6 +66,15 @@ def test_pairs_are_the_teachers_ode_endpoints(pairs_dir, tiny_pipeline_dir):
     assert torch.equal(batch["x0"][2:], x0.half().float())
 
 
+def test_pairs_default_to_the_teachers_recommended_guidance(tiny_pipeline_dir, prompt_file, tmp_path):
+    from studio.models.model_info import write_model_info
+
+    teacher = shutil.copytree(tiny_pipeline_dir, tmp_path / "teacher")
+    write_model_info(teacher, "teacher", steps=25, guidance=2.5)
+    out = generate_pairs(pairs_cfg(teacher, prompt_file, tmp_path / "p", num=2, steps=1, guidance=None))
+    assert json.loads((out / "manifest.json").read_text())["guidance"] == 2.5
+
+
 def test_float32_pairs_round_trip_exactly(tiny_pipeline_dir, prompt_file, tmp_path):
     out = generate_pairs(pairs_cfg(tiny_pipeline_dir, prompt_file, tmp_path / "p32", num=2, store_dtype="float32"))
     half = PairsDataset(generate_pairs(pairs_cfg(tiny_pipeline_dir, prompt_file, tmp_path / "p16", num=2))).batch([1])

@@ -110,7 +110,7 @@ def build_app(cfg: UIConfig):
                 seed = gr.Number(label="Seed (-1: random)", value=-1, precision=0)
             gr.Examples([[e] for e in EXAMPLES], inputs=[prompt])
             with gr.Row():
-                steps = gr.Slider(0, LIMITS["steps"][1], value=25, step=1, label="Right model's steps (0: its own)")
+                steps = gr.Slider(0, LIMITS["steps"][1], value=0, step=1, label="Right model's steps (0: its own)")
                 guidance = gr.Slider(*LIMITS["guidance"], value=5.0, step=0.5, label="Right model's guidance")
                 num_images = gr.Slider(*LIMITS["num_images"], value=4, step=1, label="Images")
             with gr.Row():

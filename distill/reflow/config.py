@@ -23,7 +23,8 @@ class PairsConfig:
     steps: int = option(25, "teacher ODE steps", ge=1)
     solver: Solver = option("dpmsolver", "a deterministic solver of the teacher (flow models: euler); "
                                          "auto: the pipeline's own scheduler")
-    guidance: float = option(5.0, "classifier-free guidance of the teacher (<= 1: none)", ge=0)
+    guidance: float | None = option(None, "classifier-free guidance of the teacher (<= 1: none; default: the "
+                                          "teacher's recommended, its studio_model.json, or SD's 5)", ge=0)
     seed: int = option(0, "pair k uses noise seed seed + k", ge=0)
     shard_size: int = option(256, "pairs per safetensors shard", ge=1)
     batch_size: int = option(64, ge=1)

@@ -17,7 +17,7 @@ partial last shard is completed, and the new shards are generated.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,7 @@ from studio.files import atomic_path, write_json
 from studio.models.backbone import load_pipeline
 from studio.data.prompts import prompts_from
 from studio.devices import process_state, resolve_device
-from studio.models.model_info import read_model_info
+from studio.models.model_info import read_model_info, sampling_settings
 from studio.diffusion.noise import image_noise
 from studio.diffusion.sampling import SOLVERS, is_stochastic, make_scheduler, sample_latents
 
@@ -93,6 +93,8 @@ def generate_pairs(cfg: PairsConfig) -> Path:
     """Generate (or complete) the pairs directory ``cfg.out``; returns it. The teacher loads (and its
     solver is checked) before the manifest is written, so a failed start leaves nothing to refuse."""
     validate(cfg)
+    if cfg.guidance is None:  # the teacher's recommended guidance, recorded as a number in the manifest
+        cfg = replace(cfg, guidance=sampling_settings(cfg.teacher)[1])
     if cfg.solver != "auto":
         _check_solver(SOLVERS[cfg.solver](), cfg.solver)
     state = process_state()

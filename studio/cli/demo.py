@@ -21,7 +21,7 @@ from studio.teacher import TeacherConfig, train_teacher
 
 
 def _demo_teacher() -> TeacherConfig:
-    """The teacher's recipe on a demo budget (about 16 minutes on 2 cores: 500 VAE and 2,000 UNet steps, where
+    """The teacher's recipe on a demo budget (about 11 minutes on 2 cores: 500 VAE and 2,000 UNet steps, where
     the defaults take about 1.5 hours) and its guidance 5 (benchmarks/teacher_budget.py), resuming by default."""
     base = TeacherConfig()
     return replace(base, out="runs/demo/teacher", vae_steps=500, vae_disc_weight=0.0, sample_guidance=5.0,
