@@ -30,7 +30,9 @@ test: data browser
 	$(PY) -m pytest -q
 
 # Rebuild the app's shipped models (ui/models) with the repository's own recipe (about 4 hours on 2 CPU cores):
-# the class-agreement judge (a Fashion-MNIST classifier at 32x32, about 10 min), then the teacher, 2-RF and student,
+# the class-agreement judge (a Fashion-MNIST classifier at 32x32, about 10 min), then the teacher (unpacked from
+# benchmarks/results/teacher_assets.tar.gz, the default recipe of benchmarks/teacher_quality.py; without it,
+# trained with `studio teacher train`'s defaults, about 81 min more), its 2-RF and student,
 # then the class-conditional consistency model: iCT with every fix of benchmarks/ict_fixes.py, its 3,000-step
 # budget and class labels (100 min measured here): the best 1-step FID at N = 5,000 on that budget (docs/ict.md).
 JUDGE := runs/models/classifier
