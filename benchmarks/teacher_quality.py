@@ -165,9 +165,9 @@ def main() -> None:
                               train=replace(base.train, **fields, resume="latest", progress=False))
                 if train_teacher(cfg) is None:
                     raise SystemExit(f"interrupted in {out}; rerun to resume")
-            sweep = [{"guidance": g, **cached(ROOT, f"{out.name}-g{g:g}", a.n_sweep,
-                                              lambda: measure(teacher_samples(out, g), a.n_sweep, real))}
-                     for g in SWEEP]
+            sweep = [{"guidance": s, **cached(ROOT, f"{out.name}-g{s:g}", a.n_sweep,
+                                              lambda: measure(teacher_samples(out, s), a.n_sweep, real))}
+                     for s in SWEEP]
             m, old = (cached(ROOT, f"{out.name}-g{x:g}", a.n, lambda: measure(teacher_samples(out, x), a.n, real))
                       for x in (g, OLD_GUIDANCE))
             row = {"name": name, "vae": vae_name, **fields, "train_s": train_seconds(out / "stages" / "unet"),

@@ -24,7 +24,7 @@ def _demo_teacher() -> TeacherConfig:
     """The teacher's recipe on a demo budget (about 11 minutes on 2 cores: 500 VAE and 2,000 UNet steps, where
     the defaults take about 1.5 hours) and its guidance 5 (benchmarks/teacher_budget.py), resuming by default."""
     base = TeacherConfig()
-    return replace(base, out="runs/demo/teacher", vae_steps=500, vae_disc_weight=0.0, sample_guidance=5.0,
+    return replace(base, out="runs/demo/teacher", vae_steps=500, sample_guidance=5.0,
                    train=replace(base.train, steps=2000, resume="latest"))
 
 

@@ -7,8 +7,9 @@ appendix G), which takes it from taming-transformers (Esser et al. 2021, sec. 3.
 - hinge loss for the discriminator, L_D = 0.5 (E relu(1 - D(x)) + E relu(1 + D(x_hat)));
 - for the autoencoder, L_G = -E D(x_hat), weighted by the adaptive weight (Esser et al. 2021, eq. 7)
   lambda = ||grad_{G_L} L_rec|| / (||grad_{G_L} L_G|| + 1e-4), clamped to [0, 1e4] and detached, where G_L
-  is the decoder's last layer (the clamp is on LDM's scale, a per-sample sum); times ``disc_weight`` (0.5 in SD's KL-f8 config) once the step reaches
-  ``disc_start`` (before that the term is 0 and the discriminator does not train).
+  is the decoder's last layer (the clamp is on LDM's scale, a per-sample sum); times ``disc_weight`` (0.5 in
+  SD's KL-f8 config) once the step reaches ``disc_start`` (before that the term is 0 and the discriminator
+  does not train).
 """
 
 from __future__ import annotations
