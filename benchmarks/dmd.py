@@ -55,15 +55,16 @@ def config(a, name: str, spec: dict, gen_steps: int) -> DMDConfig:
 
 
 def keep(out: Path, dest: Path) -> None:
-    """The pipeline of ``out`` as it is now (without train/), for a curve point."""
+    """The pipeline of ``out`` as it is now (without its training state), for a curve point."""
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(out, tmp, ignore=shutil.ignore_patterns("train"))
+    shutil.copytree(out, tmp, ignore=shutil.ignore_patterns("train", "logs", "bench_*"))
     tmp.rename(dest)
 
 
-def train_segments(a, name: str, spec: dict) -> tuple[list[dict], float]:
-    """Train ``name`` to --gen-steps segment by segment; the curve's rows and the training seconds."""
+def train_segments(a, name: str, spec: dict, score: bool = True) -> tuple[list[dict], float]:
+    """Train ``name`` to --gen-steps segment by segment; the curve's rows (scored unless ``score`` is false) and
+    the training seconds."""
     curve, seconds_file = [], ROOT / name / "bench_seconds.json"
     for g in range(a.segment, a.gen_steps + 1, a.segment):
         point = ROOT / "curve" / f"{name}-g{g}"
@@ -77,7 +78,8 @@ def train_segments(a, name: str, spec: dict) -> tuple[list[dict], float]:
             keep(ROOT / name, point)
         curve.append({"name": f"{name} after {g} generator steps", "model": str(point), "steps": 1, "guidance": 1.0,
                       "n": a.n_curve, "generator_steps": g})
-    fid_rows(curve)
+    if score:
+        fid_rows(curve)
     spent = json.loads(seconds_file.read_text()) if seconds_file.is_file() else {}
     return curve, round(sum(spent.values()), 1)
 
@@ -97,10 +99,14 @@ def main() -> None:
     p.add_argument("--n-main", type=int, default=5000)
     p.add_argument("--fid-seeds", type=int, default=3)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--export", default="", help="train only the best run of the committed dmd.json and copy its "
+                                                "pipeline into this folder as dmd2 (`make models`); no scoring")
     a = p.parse_args()
     if a.gen_steps % a.segment:
         raise SystemExit("--gen-steps must be a multiple of --segment")
     ROOT.mkdir(parents=True, exist_ok=True)
+    if a.export:
+        return export(a, Path(a.export))
     instaflow = json.loads((RESULTS / "instaflow.json").read_text())
     teacher25 = next(r for r in instaflow["rows"] if r["name"] == "teacher 25-step CFG")
     seeds = [k * 100_000 for k in range(a.fid_seeds)]
@@ -128,12 +134,28 @@ def main() -> None:
     report(a, curves, table, teacher25)
 
 
+def export(a, dest: Path) -> None:
+    """Train the best run of benchmarks/results/dmd.json (resumable) and copy its final pipeline to dest/dmd2."""
+    saved = RESULTS / "dmd.json"
+    best = json.loads(saved.read_text()).get("goals", {}).get("best_run") if saved.is_file() else None
+    if best is None:
+        raise SystemExit(f"{saved} names no best run: run python benchmarks/dmd.py first")
+    spec = runs(a)[best]
+    if not is_pipeline_dir(spec["init"]):
+        raise SystemExit(f"{spec['init']} is missing: run python benchmarks/instaflow.py first")
+    train_segments(a, best, spec, score=False)
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(dest / "dmd2", ignore_errors=True)
+    keep(ROOT / "curve" / f"{best}-g{a.gen_steps}", dest / "dmd2")
+    print(f"exported {best} -> {dest / 'dmd2'}")
+
+
 def report(a, curves: dict, table: list[dict], teacher25: dict) -> None:
     finals = [r for r in table if "run" in r]
     best = min(finals, key=lambda r: r["fid"]) if finals else None
     goals = {}
     if best is not None:
-        goals = {"best": best["name"], "best_fid_vs_teacher_25step": best["fid"] / teacher25["fid"],
+        goals = {"best": best["name"], "best_run": best["run"], "best_fid_vs_teacher_25step": best["fid"] / teacher25["fid"],
                  "teacher_parity": best["fid"] <= teacher25["fid"],
                  "speedup_vs_teacher_25step": table[0]["ms_per_image"] / best["ms_per_image"]}
     write_result("dmd", {
