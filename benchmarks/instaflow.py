@@ -13,7 +13,8 @@ split (10,000 images) -> speed (median over repeats, models alternated) -> strai
 already carry the teacher's guidance, and on the old teacher (2,000 UNet steps, guidance 5) the 2-RF's
 FID rose with more guidance (the "guidance_sweep" block of the result: 10 Euler steps, N=1000, beside
 the teacher at N=1000).
-FID rows are cached per model, steps, guidance, N and seed under runs/bench/instaflow/fid. The two
+FID rows are cached per model, steps, guidance, N and seed under runs/bench/instaflow/fid; the same pass gives
+each row's KID and, with the app's classifier (ui/models/classifier), its class agreement. The two
 rows of the goal (teacher 25-step, student) report the median FID over --fid-seeds runs whose
 images use disjoint seeds (run k: image i has seed k*100000 + i).
 """
@@ -38,7 +39,7 @@ from distill.reflow.commands import train_reflow, train_student
 from studio.models.backbone import is_pipeline_dir, load_pipeline
 from studio.models.model_info import sampling_settings
 from studio.data import FASHION_MNIST_CLASSES, class_prompts
-from studio.fid.run import FIDConfig, FIDOptions, FIDStatsConfig, compute_fid, compute_stats
+from studio.fid.run import FIDConfig, FIDOptions, compute_fid
 from studio.images import make_grid, save_png
 from studio.diffusion.sampling import generate
 from studio.teacher import TeacherConfig, train_teacher
@@ -47,6 +48,7 @@ from studio.training.config import TrainerConfig
 ROOT = Path("runs/bench/instaflow")
 TEACHER = Path("runs/bench/teacher")
 TEACHER_ASSETS = RESULTS / "teacher_assets.tar.gz"
+JUDGE = Path("ui/models/classifier")  # the app's Fashion-MNIST classifier: class agreement of the samples
 
 
 def restore_teacher() -> bool:
@@ -152,23 +154,29 @@ def sweep_rows(a) -> list[dict]:
 
 
 def fid_rows(table: list[dict]) -> None:
-    ref = ROOT / "fashion-mnist-test.npz"
-    if not ref.is_file():
-        compute_stats(FIDStatsConfig(spec="fashion-mnist:test", out=str(ref), opts=FIDOptions(num=0)))
+    """FID of each row against the whole test split, from one pass that also gives KID and, where the app's
+    class judge (JUDGE) is present, class agreement; each figure is the median over the row's seeds."""
+    judge = JUDGE if (JUDGE / "classifier.json").is_file() else None
     for row in table:
-        values = []
+        runs = []
         for seed in row.get("seeds", [0]):
             suffix = f"_s{seed}" if seed else ""
             name = f"{Path(row['model']).name}_{row['steps']}step_g{row['guidance']:g}_n{row['n']}{suffix}.json"
             out = ROOT / "fid" / name
             if not out.is_file():
-                compute_fid(FIDConfig(real=str(ref), fake=row["model"], out=str(out),
-                                      opts=FIDOptions(num=row["n"], steps=row["steps"], guidance=row["guidance"],
-                                                      seed=seed)))
-            values.append(json.loads(out.read_text())["fid"])
-        row["fid"] = statistics.median(values)
-        if len(values) > 1:
-            row["fid_runs"] = values
+                compute_fid(FIDConfig(real="fashion-mnist:test", fake=row["model"], out=str(out),
+                                      opts=FIDOptions(num=row["n"], num_real=0, steps=row["steps"],
+                                                      guidance=row["guidance"], seed=seed,
+                                                      metrics="fid,kid" + (",agreement" if judge else ""),
+                                                      classifier=str(judge or ""))))
+            runs.append(json.loads(out.read_text()))
+        row["fid"] = statistics.median(r["fid"] for r in runs)
+        if len(runs) > 1:
+            row["fid_runs"] = [r["fid"] for r in runs]
+        if all("kid" in r for r in runs):
+            row["kid"] = statistics.median(r["kid"]["kid_mean"] for r in runs)
+        if all("agreement" in r for r in runs):
+            row["agreement"] = statistics.median(r["agreement"]["agreement"] for r in runs)
 
 
 def speed(table: list[dict], repeats: int, images: int) -> None:

@@ -133,10 +133,18 @@ def instaflow_rows(d: dict) -> str:
     rows = []
     for r in d["rows"]:
         runs = ", ".join(fid(v) for v in r.get("fid_runs", []))
-        rows.append([r["name"], r["steps"], f"{r['guidance']:.1f}", count(r["n"]), fid(r["fid"]),
-                     ms(r["ms_per_image"]), runs])
-    return table(["model", "steps", "guidance", "N", "FID", "ms/image", "FID of each seed run"], rows) \
-        + "\n\n" + source("instaflow")
+        rows.append([r["name"], r["steps"], f"{r['guidance']:.1f}", count(r["n"]), fid(r["fid"]), _kid(r),
+                     _agreement(r), ms(r["ms_per_image"]), runs])
+    return table(["model", "steps", "guidance", "N", "FID", "KID", "class agreement, %", "ms/image",
+                  "FID of each seed run"], rows) + "\n\n" + source("instaflow")
+
+
+def _kid(r: dict) -> str:
+    return f"{r['kid']:.4f}" if "kid" in r else "-"
+
+
+def _agreement(r: dict) -> str:
+    return top1(r["agreement"]) if "agreement" in r else "-"
 
 
 def instaflow_guidance(d: dict) -> str:
