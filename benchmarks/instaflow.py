@@ -14,7 +14,7 @@ already carry the teacher's guidance, and on the old teacher (2,000 UNet steps, 
 FID rose with more guidance (the "guidance_sweep" block of the result: 10 Euler steps, N=1000, beside
 the teacher at N=1000).
 FID rows are cached per model, steps, guidance, N and seed under runs/bench/instaflow/fid; the same pass gives
-each row's KID and, with the app's classifier (ui/models/classifier), its class agreement. The two
+each row's KID, precision and recall and, with the app's classifier (ui/models/classifier), its class agreement. The two
 rows of the goal (teacher 25-step, student) report the median FID over --fid-seeds runs whose
 images use disjoint seeds (run k: image i has seed k*100000 + i).
 """
@@ -154,8 +154,9 @@ def sweep_rows(a) -> list[dict]:
 
 
 def fid_rows(table: list[dict]) -> None:
-    """FID of each row against the whole test split, from one pass that also gives KID and, where the app's
-    class judge (JUDGE) is present, class agreement; each figure is the median over the row's seeds."""
+    """FID of each row against the whole test split, from one pass that also gives KID, precision and recall
+    (k = 3, equal N per side) and, where the app's class judge (JUDGE) is present, class agreement; each figure
+    is the median over the row's seeds."""
     judge = JUDGE if (JUDGE / "classifier.json").is_file() else None
     for row in table:
         runs = []
@@ -167,7 +168,7 @@ def fid_rows(table: list[dict]) -> None:
                 compute_fid(FIDConfig(real="fashion-mnist:test", fake=row["model"], out=str(out),
                                       opts=FIDOptions(num=row["n"], num_real=0, steps=row["steps"],
                                                       guidance=row["guidance"], seed=seed,
-                                                      metrics="fid,kid" + (",agreement" if judge else ""),
+                                                      metrics="fid,kid,pr" + (",agreement" if judge else ""),
                                                       classifier=str(judge or ""))))
             runs.append(json.loads(out.read_text()))
         row["fid"] = statistics.median(r["fid"] for r in runs)
@@ -175,6 +176,9 @@ def fid_rows(table: list[dict]) -> None:
             row["fid_runs"] = [r["fid"] for r in runs]
         if all("kid" in r for r in runs):
             row["kid"] = statistics.median(r["kid"]["kid_mean"] for r in runs)
+        if all("precision_recall" in r for r in runs):
+            row["precision"] = statistics.median(r["precision_recall"]["precision"] for r in runs)
+            row["recall"] = statistics.median(r["precision_recall"]["recall"] for r in runs)
         if all("agreement" in r for r in runs):
             row["agreement"] = statistics.median(r["agreement"]["agreement"] for r in runs)
 
