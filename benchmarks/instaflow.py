@@ -153,11 +153,11 @@ def sweep_rows(a) -> list[dict]:
         for g in (1.0, 1.5, 2.5, 4.0)]
 
 
-def fid_rows(table: list[dict]) -> None:
+def fid_rows(table: list[dict]) -> dict | None:
     """FID of each row against the whole test split, from one pass that also gives KID, precision and recall
     (k = 3, equal N per side) and, where the app's class judge (JUDGE) is present, class agreement; each figure
-    is the median over the row's seeds."""
-    judge = JUDGE if (JUDGE / "classifier.json").is_file() else None
+    is the median over the row's seeds. Returns the judge's protocol (None without one)."""
+    judge, protocol = JUDGE if (JUDGE / "classifier.json").is_file() else None, None
     for row in table:
         runs = []
         for seed in row.get("seeds", [0]):
@@ -176,11 +176,14 @@ def fid_rows(table: list[dict]) -> None:
             row["fid_runs"] = [r["fid"] for r in runs]
         if all("kid" in r for r in runs):
             row["kid"] = statistics.median(r["kid"]["kid_mean"] for r in runs)
+            row["kid_std"] = statistics.median(r["kid"]["kid_std"] for r in runs)
         if all("precision_recall" in r for r in runs):
             row["precision"] = statistics.median(r["precision_recall"]["precision"] for r in runs)
             row["recall"] = statistics.median(r["precision_recall"]["recall"] for r in runs)
         if all("agreement" in r for r in runs):
             row["agreement"] = statistics.median(r["agreement"]["agreement"] for r in runs)
+            protocol = runs[0]["agreement"]["judge"]
+    return protocol
 
 
 def speed(table: list[dict], repeats: int, images: int) -> None:
@@ -246,7 +249,7 @@ def main() -> None:
     if a.stages_only:
         return
     table = rows(a)
-    fid_rows(table)
+    judge = fid_rows(table)
     sweep = sweep_rows(a)
     fid_rows(sweep)
     speed(table, a.repeats, images=64)
@@ -271,6 +274,9 @@ def main() -> None:
         "command": "python benchmarks/instaflow.py",
         "fid_reference": "Fashion-MNIST test split, all 10,000 images; FID protocol of studio.fid (tf-bilinear)",
         "rows": table,
+        "metrics": "FID, KID (100 subsets of min(1000, N)), precision/recall (k = 3, equal N per side) and class "
+                   "agreement from one pass per row; each the median over the row's seeds",
+        "judge": judge,
         "guidance_sweep": sweep,
         "straightness": straight,
         "step0_2rf_loss_by_output_sign": init_losses(),
