@@ -249,7 +249,7 @@ def main() -> None:
     if a.stages_only:
         return
     table = rows(a)
-    judge = fid_rows(table)
+    judge = fid_rows(sorted(table, key=lambda r: len(r.get("seeds", [0]))))  # one-run rows first: early figures
     sweep = sweep_rows(a)
     fid_rows(sweep)
     speed(table, a.repeats, images=64)
