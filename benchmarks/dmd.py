@@ -43,7 +43,7 @@ def runs(a) -> dict[str, dict]:
     student = student_dir(argparse.Namespace(rf_guidance=1.0, student_pairs=a.student_pairs,
                                              student_steps=a.student_steps))
     return {f"{start}{'-gan' if gan else ''}": {"init": str(init), "gan": gan}
-            for start, init in (("teacher", TEACHER), ("student", student)) for gan in (False, True)}
+            for start, init in (("student", student), ("teacher", TEACHER)) for gan in (False, True)}
 
 
 def config(a, name: str, spec: dict, gen_steps: int) -> DMDConfig:
