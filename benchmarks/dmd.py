@@ -9,8 +9,9 @@ segments of ``--segment`` generator steps (it resumes exactly and extends with `
 segment its one-step pipeline is kept under runs/bench/dmd/curve and scored at N = ``--n-curve`` (seed 0):
 FID against generator steps answers "does a reflow start help distribution matching". The last models
 are scored at N = ``--n-main`` (seed 0), and the best of them like the InstaFlow goal rows: the median over
-``--fid-seeds`` disjoint noise seeds (seed 0 among them: a small selection bias), against the teacher's 25-step FID of instaflow.json (same protocol, same files); ms/image at batch 16,
-median of alternated repeats against the teacher's 25 steps in the same run. FIDs are cached in
+``--fid-seeds`` disjoint noise seeds (seed 0 among them: a small selection bias), against the teacher's
+25-step FID of instaflow.json (same protocol, same files); ms/image at batch 16, median of alternated
+repeats against the teacher's 25 steps in the same run. FIDs are cached in
 runs/bench/instaflow/fid (shared with instaflow.py). Rerun to resume; the JSON is rewritten after each
 segment.
 """
