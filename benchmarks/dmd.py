@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -28,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from _common import RESULTS, write_result
-from instaflow import TEACHER, fid_rows, speed, student_dir
+from instaflow import TEACHER, copy_pipeline, fid_rows, speed, student_dir
 
 from distill.dmd.commands import train_dmd
 from distill.dmd.config import DMDConfig
@@ -55,14 +54,6 @@ def config(a, name: str, spec: dict, gen_steps: int) -> DMDConfig:
                                  warmup_steps=a.warmup, resume="latest", progress=False, tracker="none"))
 
 
-def keep(out: Path, dest: Path) -> None:
-    """The pipeline of ``out`` as it is now (without its training state), for a curve point."""
-    tmp = dest.with_name(dest.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(out, tmp, ignore=shutil.ignore_patterns("train", "logs", "bench_*"))
-    tmp.rename(dest)
-
-
 def train_segments(a, name: str, spec: dict, score: bool = True) -> tuple[list[dict], float]:
     """Train ``name`` to --gen-steps segment by segment; the curve's rows (scored unless ``score`` is false) and
     the training seconds."""
@@ -76,7 +67,7 @@ def train_segments(a, name: str, spec: dict, score: bool = True) -> tuple[list[d
             spent = json.loads(seconds_file.read_text()) if seconds_file.is_file() else {}
             spent[str(g)] = round(time.perf_counter() - t0, 1)
             seconds_file.write_text(json.dumps(spent))
-            keep(ROOT / name, point)
+            copy_pipeline(ROOT / name, point)
         curve.append({"name": f"{name} after {g} generator steps", "model": str(point), "steps": 1, "guidance": 1.0,
                       "n": a.n_curve, "generator_steps": g})
     if score:
@@ -146,8 +137,7 @@ def export(a, dest: Path) -> None:
         raise SystemExit(f"{spec['init']} is missing: run python benchmarks/instaflow.py first")
     train_segments(a, best, spec, score=False)
     dest.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(dest / "dmd2", ignore_errors=True)
-    keep(ROOT / "curve" / f"{best}-g{a.gen_steps}", dest / "dmd2")
+    copy_pipeline(ROOT / "curve" / f"{best}-g{a.gen_steps}", dest / "dmd2")
     print(f"exported {best} -> {dest / 'dmd2'}")
 
 
@@ -156,7 +146,8 @@ def report(a, curves: dict, table: list[dict], teacher25: dict) -> None:
     best = min(finals, key=lambda r: r["fid"]) if finals else None
     goals = {}
     if best is not None:
-        goals = {"best": best["name"], "best_run": best["run"], "best_fid_vs_teacher_25step": best["fid"] / teacher25["fid"],
+        goals = {"best": best["name"], "best_run": best["run"],
+                 "best_fid_vs_teacher_25step": best["fid"] / teacher25["fid"],
                  "teacher_parity": best["fid"] <= teacher25["fid"],
                  "speedup_vs_teacher_25step": table[0]["ms_per_image"] / best["ms_per_image"]}
     write_result("dmd", {
@@ -167,7 +158,8 @@ def report(a, curves: dict, table: list[dict], teacher25: dict) -> None:
                                                "date": json.loads((RESULTS / "instaflow.json").read_text())
                                                ["machine"]["date"]},
         "curves": curves, "rows": table, "goals": goals, "settings": vars(a),
-        "median": "FID of the best final row is the median over the seeds in its fid_runs (seed 0, on which it was picked, among them); the other final rows are seed 0",
+        "median": "FID of the best final row is the median over the seeds in its fid_runs (seed 0, on which it "
+                  "was picked, among them); the other final rows are seed 0",
         "grid": "benchmarks/results/dmd_grid.png (rows: teacher 25-step, then each final DMD2 row; one column "
                 "per class)",
     })

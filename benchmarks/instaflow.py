@@ -13,9 +13,9 @@ split (10,000 images) -> speed (median over repeats, models alternated) -> strai
 already carry the teacher's guidance, and on the old teacher (2,000 UNet steps, guidance 5) the 2-RF's
 FID rose with more guidance (the "guidance_sweep" block of the result: 10 Euler steps, N=1000, beside
 the teacher at N=1000).
-FID rows are cached per model, steps, guidance, N and seed under runs/bench/instaflow/fid; the same pass gives
-each row's KID, precision and recall and, with the app's classifier (ui/models/classifier), its class agreement. The two
-rows of the goal (teacher 25-step, student) report the median FID over --fid-seeds runs whose
+FID rows are cached per model, steps, guidance, N and seed under runs/bench/instaflow/fid; the same
+pass gives each row's KID, precision and recall and, with the app's classifier (ui/models/classifier), its
+class agreement. The two rows of the goal (teacher 25-step, student) report the median FID over --fid-seeds runs whose
 images use disjoint seeds (run k: image i has seed k*100000 + i).
 """
 
@@ -116,14 +116,20 @@ def student_dir(a) -> Path:
     return ROOT / f"student-g{a.rf_guidance:g}-p{a.student_pairs}-s{a.student_steps}"
 
 
+def copy_pipeline(src: Path, dest: Path) -> None:
+    """``src``'s pipeline without its training state (checkpoints, logs, stage folders) at ``dest``, replacing
+    it; copied to a temporary folder first."""
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("train", "stages", "logs", "*.tmp", "bench_*"))
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+
+
 def export(dest: Path, student: Path) -> None:
-    """The three pipelines without their training state (checkpoints, logs, stage folders)."""
+    """The three pipelines without their training state."""
     for src, name in ((TEACHER, "teacher"), (ROOT / "2rf", "2-rectified-flow"), (student, "student")):
-        tmp = dest / f".{name}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("train", "stages", "logs", "*.tmp", "bench_*"))
-        shutil.rmtree(dest / name, ignore_errors=True)
-        tmp.rename(dest / name)
+        copy_pipeline(src, dest / name)
         print(f"exported {src} -> {dest / name}")
 
 
