@@ -56,4 +56,5 @@ bench: data
 	$(PY) benchmarks/bf16_speed.py
 	$(PY) benchmarks/ict_bf16_signal.py
 	$(PY) benchmarks/instaflow.py
+	$(PY) benchmarks/dmd.py
 	$(PY) benchmarks/sd_scale.py

@@ -6,14 +6,14 @@ Starts from the models of ``benchmarks/instaflow.py`` (run it first): its teache
 fake score's start, and the generator starts from the teacher or from its InstaFlow student. Four runs at
 the same generator-step budget (``--gen-steps``): each start, without and with ``--gan``. A run trains in
 segments of ``--segment`` generator steps (it resumes exactly and extends with ``--steps``); after each
-segment its one-step pipeline is kept under runs/bench/dmd/curve and scored at N = ``--n-curve`` (seed 0):
-FID against generator steps answers "does a reflow start help distribution matching". The last models
-are scored at N = ``--n-main`` (seed 0), and the best of them like the InstaFlow goal rows: the median over
-``--fid-seeds`` disjoint noise seeds (seed 0 among them: a small selection bias), against the teacher's
-25-step FID of instaflow.json (same protocol, same files); ms/image at batch 16, median of alternated
-repeats against the teacher's 25 steps in the same run. FIDs are cached in
-runs/bench/instaflow/fid (shared with instaflow.py). Rerun to resume; the JSON is rewritten after each
-segment.
+segment its one-step pipeline is kept under runs/bench/dmd/curve and scored at N = ``--n-curve`` (seed 0),
+as is the generator before training (step 0): FID against generator steps answers "does a reflow start
+help distribution matching". The last models are scored at N = ``--n-main`` (seed 0), and the best of them
+like the InstaFlow goal rows: the median over ``--fid-seeds`` disjoint noise seeds (seed 0 among them: a
+small selection bias), against instaflow.py's goal row of the teacher at 25 steps (same row, same cached
+files); ms/image at batch 16, median of alternated repeats against the teacher's 25 steps in the same run.
+FIDs are cached in runs/bench/instaflow/fid (shared with instaflow.py). Rerun to resume; the JSON is
+rewritten after each run.
 """
 
 from __future__ import annotations
@@ -27,14 +27,17 @@ from pathlib import Path
 import numpy as np
 
 from _common import RESULTS, write_result
-from instaflow import TEACHER, copy_pipeline, fid_rows, speed, student_dir
+from instaflow import TEACHER, copy_pipeline, fid_rows, fid_seeds, speed, student_dir, teacher_row
 
 from distill.dmd.commands import train_dmd
 from distill.dmd.config import DMDConfig
+from distill.dmd.objective import one_step_ddim
 from studio.data import FASHION_MNIST_CLASSES, class_prompts
+from studio.diffusion.flow import is_flow
 from studio.diffusion.sampling import generate
 from studio.images import make_grid, save_png
-from studio.models.backbone import is_pipeline_dir, load_pipeline
+from studio.models.backbone import is_pipeline_dir, load_pipeline, save_pipeline
+from studio.models.model_info import sampling_settings, write_model_info
 
 ROOT = Path("runs/bench/dmd")
 
@@ -54,10 +57,28 @@ def config(a, name: str, spec: dict, gen_steps: int) -> DMDConfig:
                                  warmup_steps=a.warmup, resume="latest", progress=False, tracker="none"))
 
 
+def start_point(spec: dict) -> Path:
+    """The generator before any update, as a one-step pipeline: a flow init is its own one-step model (one Euler
+    step is the generator's map); an epsilon init (the teacher) gets DMD2's one-step DDIM, whose single step
+    returns the x0 estimate at timestep 999, as the exported generator does."""
+    init = Path(spec["init"])
+    pipe = load_pipeline(init)
+    if is_flow(pipe.scheduler.config):
+        return init
+    point = ROOT / "curve" / f"{init.name}-g0"
+    if not is_pipeline_dir(point):  # save_pipeline writes model_index.json last: a half-written point is rebuilt
+        pipe.scheduler = one_step_ddim(pipe.scheduler.config)
+        save_pipeline(pipe, point)
+        write_model_info(point, "one-step-student", 1, 1.0, method="dmd2", init=str(init), generator_steps=0)
+    return point
+
+
 def train_segments(a, name: str, spec: dict, score: bool = True) -> tuple[list[dict], float]:
-    """Train ``name`` to --gen-steps segment by segment; the curve's rows (scored unless ``score`` is false) and
-    the training seconds."""
-    curve, seconds_file = [], ROOT / name / "bench_seconds.json"
+    """Train ``name`` to --gen-steps segment by segment; the curve's rows (step 0 first; scored unless ``score``
+    is false) and the training seconds."""
+    seconds_file = ROOT / name / "bench_seconds.json"
+    curve = [{"name": f"{name} before training", "model": str(start_point(spec)), "steps": 1, "guidance": 1.0,
+              "n": a.n_curve, "generator_steps": 0}] if score else []
     for g in range(a.segment, a.gen_steps + 1, a.segment):
         point = ROOT / "curve" / f"{name}-g{g}"
         if not is_pipeline_dir(point):
@@ -99,9 +120,8 @@ def main() -> None:
     ROOT.mkdir(parents=True, exist_ok=True)
     if a.export:
         return export(a, Path(a.export))
-    instaflow = json.loads((RESULTS / "instaflow.json").read_text())
-    teacher25 = next(r for r in instaflow["rows"] if r["name"] == "teacher 25-step CFG")
-    seeds = [k * 100_000 for k in range(a.fid_seeds)]
+    seeds = fid_seeds(a.fid_seeds)
+    teacher25 = teacher_row(sampling_settings(TEACHER)[1], a.n_main, seeds)
     curves, finals = {}, []
     for name, spec in runs(a).items():
         if not is_pipeline_dir(spec["init"]):
@@ -111,19 +131,18 @@ def main() -> None:
         finals.append({"name": f"DMD2 from the {name.replace('-gan', '')}" + (" with GAN" if spec["gan"] else ""),
                        "run": name, "model": last["model"], "steps": 1, "guidance": 1.0, "n": a.n_main,
                        "generator_steps": a.gen_steps, "train_s": seconds})
-        report(a, curves, [], teacher25)
+        report(a, curves, [])
     fid_rows(finals)  # seed 0 for each run; the best of them is the goal row: median over --fid-seeds
     best = min(finals, key=lambda r: r["fid"])
     best["seeds"] = seeds
-    fid_rows([best])
-    table = [{"name": "teacher 25-step CFG", "model": str(TEACHER), "steps": 25, "guidance": teacher25["guidance"]},
-             *finals]
+    fid_rows([best, teacher25])  # the teacher's seeds are instaflow.py's goal row (cached files shared)
+    table = [teacher25, *finals]
     speed(table, a.repeats, images=64)
     prompts = class_prompts(FASHION_MNIST_CLASSES)
     grid = [generate(load_pipeline(r["model"]), prompts, steps=r["steps"], guidance=r["guidance"], seed=0)
             for r in table]
     save_png(make_grid(np.concatenate(grid), nrow=10), RESULTS / "dmd_grid.png")
-    report(a, curves, table, teacher25)
+    report(a, curves, table)
 
 
 def export(a, dest: Path) -> None:
@@ -141,11 +160,13 @@ def export(a, dest: Path) -> None:
     print(f"exported {best} -> {dest / 'dmd2'}")
 
 
-def report(a, curves: dict, table: list[dict], teacher25: dict) -> None:
+def report(a, curves: dict, table: list[dict]) -> None:
+    """dmd.json; ``table``: the teacher's 25-step row, then the final rows (empty until they are scored)."""
     finals = [r for r in table if "run" in r]
     best = min(finals, key=lambda r: r["fid"]) if finals else None
     goals = {}
     if best is not None:
+        teacher25 = table[0]
         goals = {"best": best["name"], "best_run": best["run"],
                  "best_fid_vs_teacher_25step": best["fid"] / teacher25["fid"],
                  "teacher_parity": best["fid"] <= teacher25["fid"],
@@ -154,12 +175,9 @@ def report(a, curves: dict, table: list[dict], teacher25: dict) -> None:
         "what": "DMD2 one-step generators of the built-in teacher, Fashion-MNIST class prompts, CPU",
         "command": "python benchmarks/dmd.py",
         "fid_reference": "Fashion-MNIST test split, all 10,000 images; FID protocol of studio.fid (tf-bilinear)",
-        "teacher_25step_from_instaflow_json": {"fid": teacher25["fid"], "fid_runs": teacher25.get("fid_runs"),
-                                               "date": json.loads((RESULTS / "instaflow.json").read_text())
-                                               ["machine"]["date"]},
         "curves": curves, "rows": table, "goals": goals, "settings": vars(a),
-        "median": "FID of the best final row is the median over the seeds in its fid_runs (seed 0, on which it "
-                  "was picked, among them); the other final rows are seed 0",
+        "median": "FID of the teacher row and of the best final row is the median over the seeds in its fid_runs "
+                  "(seed 0, on which the best was picked, among them); the other final rows are seed 0",
         "grid": "benchmarks/results/dmd_grid.png (rows: teacher 25-step, then each final DMD2 row; one column "
                 "per class)",
     })

@@ -133,13 +133,22 @@ def export(dest: Path, student: Path) -> None:
         print(f"exported {src} -> {dest / name}")
 
 
+def fid_seeds(count: int) -> list[int]:
+    """Disjoint noise seeds of a goal row (its FID is the median over them); seed 0 first."""
+    return [k * 100_000 for k in range(count)]
+
+
+def teacher_row(guidance: float, n: int, seeds: list[int] | None = None) -> dict:
+    """The teacher's 25-step CFG row, the reference of every goal (dmd.py shares it and its cached FIDs)."""
+    return {"name": "teacher 25-step CFG", "model": str(TEACHER), "steps": 25, "guidance": guidance, "n": n,
+            **({"seeds": seeds} if seeds else {})}
+
+
 def rows(a) -> list[dict]:
     rf, student, g = str(ROOT / "2rf"), str(student_dir(a)), a.rf_guidance
-    seeds = [k * 100_000 for k in range(a.fid_seeds)]  # the goal rows: median FID over disjoint noise seeds
+    seeds = fid_seeds(a.fid_seeds)
     return [
-        {"name": "teacher 25-step CFG", "model": str(TEACHER), "steps": 25, "guidance": a.teacher_guidance,
-         "n": a.n_main,
-         "seeds": seeds},
+        teacher_row(a.teacher_guidance, a.n_main, seeds),
         {"name": "teacher 1-step CFG", "model": str(TEACHER), "steps": 1, "guidance": a.teacher_guidance,
          "n": a.n_other},
         {"name": "2-RF 25-step", "model": rf, "steps": 25, "guidance": g, "n": a.n_other},
@@ -153,8 +162,7 @@ def rows(a) -> list[dict]:
 def sweep_rows(a) -> list[dict]:
     """The 2-RF's FID against its guidance (10 Euler steps, N=1000), and the teacher at the same N."""
     rf = str(ROOT / "2rf")
-    return [{"name": "teacher 25-step CFG", "model": str(TEACHER), "steps": 25, "guidance": a.teacher_guidance,
-             "n": 1000}] + [
+    return [teacher_row(a.teacher_guidance, 1000)] + [
         {"name": f"2-RF 10-step g{g:g}", "model": rf, "steps": 10, "guidance": g, "n": 1000}
         for g in (1.0, 1.5, 2.5, 4.0)]
 
