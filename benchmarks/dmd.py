@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from _common import RESULTS, write_result
-from instaflow import TEACHER, copy_pipeline, fid_rows, fid_seeds, speed, student_dir, teacher_row
+from instaflow import TEACHER, copy_pipeline, fid_rows, fid_seeds, record_history, speed, student_dir, teacher_row
 
 from distill.dmd.commands import train_dmd
 from distill.dmd.config import DMDConfig
@@ -132,7 +132,7 @@ def main() -> None:
                        "run": name, "model": last["model"], "steps": 1, "guidance": 1.0, "n": a.n_main,
                        "generator_steps": a.gen_steps, "train_s": seconds})
         report(a, curves, [])
-    fid_rows(finals)  # seed 0 for each run; the best of them is the goal row: median over --fid-seeds
+    judge = fid_rows(finals)  # seed 0 for each run; the best of them is the goal row: median over --fid-seeds
     best = min(finals, key=lambda r: r["fid"])
     best["seeds"] = seeds
     fid_rows([best, teacher25])  # the teacher's seeds are instaflow.py's goal row (cached files shared)
@@ -142,7 +142,7 @@ def main() -> None:
     grid = [generate(load_pipeline(r["model"]), prompts, steps=r["steps"], guidance=r["guidance"], seed=0)
             for r in table]
     save_png(make_grid(np.concatenate(grid), nrow=10), RESULTS / "dmd_grid.png")
-    report(a, curves, table)
+    report(a, curves, table, judge)
 
 
 def export(a, dest: Path) -> None:
@@ -156,11 +156,13 @@ def export(a, dest: Path) -> None:
         raise SystemExit(f"{spec['init']} is missing: run python benchmarks/instaflow.py first")
     train_segments(a, best, spec, score=False)
     dest.mkdir(parents=True, exist_ok=True)
-    copy_pipeline(ROOT / "curve" / f"{best}-g{a.gen_steps}", dest / "dmd2")
+    final = ROOT / "curve" / f"{best}-g{a.gen_steps}"
+    copy_pipeline(final, dest / "dmd2")
+    record_history(dest, "dmd", {str(final): "dmd2"})
     print(f"exported {best} -> {dest / 'dmd2'}")
 
 
-def report(a, curves: dict, table: list[dict]) -> None:
+def report(a, curves: dict, table: list[dict], judge: dict | None = None) -> None:
     """dmd.json; ``table``: the teacher's 25-step row, then the final rows (empty until they are scored)."""
     finals = [r for r in table if "run" in r]
     best = min(finals, key=lambda r: r["fid"]) if finals else None
@@ -175,7 +177,7 @@ def report(a, curves: dict, table: list[dict]) -> None:
         "what": "DMD2 one-step generators of the built-in teacher, Fashion-MNIST class prompts, CPU",
         "command": "python benchmarks/dmd.py",
         "fid_reference": "Fashion-MNIST test split, all 10,000 images; FID protocol of studio.fid (tf-bilinear)",
-        "curves": curves, "rows": table, "goals": goals, "settings": vars(a),
+        "curves": curves, "rows": table, "judge": judge, "goals": goals, "settings": vars(a),
         "median": "FID of the teacher row and of the best final row is the median over the seeds in its fid_runs "
                   "(seed 0, on which the best was picked, among them); the other final rows are seed 0",
         "grid": "benchmarks/results/dmd_grid.png (rows: teacher 25-step, then each final DMD2 row; one column "

@@ -22,6 +22,7 @@ images use disjoint seeds (run k: image i has seed k*100000 + i).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import tarfile
@@ -127,10 +128,49 @@ def copy_pipeline(src: Path, dest: Path) -> None:
 
 
 def export(dest: Path, student: Path) -> None:
-    """The three pipelines without their training state."""
-    for src, name in ((TEACHER, "teacher"), (ROOT / "2rf", "2-rectified-flow"), (student, "student")):
-        copy_pipeline(src, dest / name)
+    """The three pipelines without their training state, and their scored rows of instaflow.json (if any) in
+    the app's FID history."""
+    names = {str(TEACHER): "teacher", str(ROOT / "2rf"): "2-rectified-flow", str(student): "student"}
+    for src, name in names.items():
+        copy_pipeline(Path(src), dest / name)
         print(f"exported {src} -> {dest / name}")
+    record_history(dest, "instaflow", names)
+
+
+def unet_id(model) -> str:
+    """The first 16 hex digits of the sha256 of a pipeline's UNet weights: which model a row scored."""
+    return hashlib.sha256((Path(model) / "unet" / "diffusion_pytorch_model.safetensors").read_bytes()).hexdigest()[:16]
+
+
+def record_history(dest: Path, result: str, names: dict[str, str]) -> int:
+    """Append the scored rows of benchmarks/results/<result>.json whose model is exported (``names``: model
+    path -> name in ``dest``) to dest's FID history, which the app shows beside each model. Only rows that
+    scored these very weights count (their ``unet_id``: a retrained model has no figures yet), and a record
+    already there is not repeated. Returns how many were added."""
+    from ui.history import append_record, read_history  # the app's history file; benchmarks sit above ui
+
+    path = RESULTS / f"{result}.json"
+    if not path.is_file():
+        return 0
+    saved = json.loads(path.read_text())
+    top1 = (saved.get("judge") or {}).get("test_top1")
+    have = {(r["model"], r["steps"], r["guidance"], r["n"], r["fid"]) for r in read_history(dest)}
+    added = 0
+    for row in saved["rows"]:
+        name = names.get(row["model"])
+        if name is None or "fid" not in row or row.get("unet_id") != unet_id(dest / name):
+            continue
+        seeds = f"; median of seeds {', '.join(f'{f:.2f}' for f in row['fid_runs'])}" if "fid_runs" in row else ""
+        record = {"time": saved["machine"]["date"][:10], "model": name,
+                  "kind": json.loads((dest / name / "studio_model.json").read_text())["kind"],
+                  "steps": row["steps"], "guidance": row["guidance"], "reference": "fashion-mnist:test (all 10,000)",
+                  "n": row["n"], "fid": round(row["fid"], 4), "judge_top1": top1, "seconds": None,
+                  "note": f"benchmarks/{result}.py, {row['name']}{seeds}",
+                  **{k: round(row[k], 6) for k in ("kid", "kid_std", "precision", "recall", "agreement") if k in row}}
+        if (name, record["steps"], record["guidance"], record["n"], record["fid"]) not in have:
+            append_record(dest, record)
+            added += 1
+    return added
 
 
 def fid_seeds(count: int) -> list[int]:
@@ -185,6 +225,7 @@ def fid_rows(table: list[dict]) -> dict | None:
                                                       metrics="fid,kid,pr" + (",agreement" if judge else ""),
                                                       classifier=str(judge or ""))))
             runs.append(json.loads(out.read_text()))
+        row["unet_id"] = unet_id(row["model"])
         row["fid"] = statistics.median(r["fid"] for r in runs)
         if len(runs) > 1:
             row["fid_runs"] = [r["fid"] for r in runs]
