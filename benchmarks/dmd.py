@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from _common import RESULTS, write_result
+from _common import RESULTS, train_seconds, write_result
 from instaflow import TEACHER, copy_pipeline, fid_rows, fid_seeds, record_history, speed, student_dir, teacher_row
 
 from distill.dmd.commands import train_dmd
@@ -75,26 +74,20 @@ def start_point(spec: dict) -> Path:
 
 def train_segments(a, name: str, spec: dict, score: bool = True) -> tuple[list[dict], float]:
     """Train ``name`` to --gen-steps segment by segment; the curve's rows (step 0 first; scored unless ``score``
-    is false) and the training seconds."""
-    seconds_file = ROOT / name / "bench_seconds.json"
+    is false) and the training seconds (the trainer's own count, summed over resumed segments)."""
     curve = [{"name": f"{name} before training", "model": str(start_point(spec)), "steps": 1, "guidance": 1.0,
               "n": a.n_curve, "generator_steps": 0}] if score else []
     for g in range(a.segment, a.gen_steps + 1, a.segment):
         point = ROOT / "curve" / f"{name}-g{g}"
         if not is_pipeline_dir(point):
-            t0 = time.perf_counter()
             if train_dmd(config(a, name, spec, g)) is None:
                 raise SystemExit(f"interrupted in {ROOT / name}; rerun to resume")
-            spent = json.loads(seconds_file.read_text()) if seconds_file.is_file() else {}
-            spent[str(g)] = round(time.perf_counter() - t0, 1)
-            seconds_file.write_text(json.dumps(spent))
             copy_pipeline(ROOT / name, point)
         curve.append({"name": f"{name} after {g} generator steps", "model": str(point), "steps": 1, "guidance": 1.0,
                       "n": a.n_curve, "generator_steps": g})
     if score:
         fid_rows(curve)
-    spent = json.loads(seconds_file.read_text()) if seconds_file.is_file() else {}
-    return curve, round(sum(spent.values()), 1)
+    return curve, train_seconds(ROOT / name / "train")
 
 
 def main() -> None:
@@ -122,16 +115,17 @@ def main() -> None:
         return export(a, Path(a.export))
     seeds = fid_seeds(a.fid_seeds)
     teacher25 = teacher_row(sampling_settings(TEACHER)[1], a.n_main, seeds)
-    curves, finals = {}, []
+    curves, train_s, finals = {}, {}, []
     for name, spec in runs(a).items():
         if not is_pipeline_dir(spec["init"]):
             raise SystemExit(f"{spec['init']} is missing: run python benchmarks/instaflow.py first")
         curves[name], seconds = train_segments(a, name, spec)
+        train_s[name] = seconds
         last = curves[name][-1]
         finals.append({"name": f"DMD2 from the {name.replace('-gan', '')}" + (" with GAN" if spec["gan"] else ""),
                        "run": name, "model": last["model"], "steps": 1, "guidance": 1.0, "n": a.n_main,
                        "generator_steps": a.gen_steps, "train_s": seconds})
-        report(a, curves, [])
+        report(a, curves, train_s, [])
     judge = fid_rows(finals)  # seed 0 for each run; the best of them is the goal row: median over --fid-seeds
     best = min(finals, key=lambda r: r["fid"])
     best["seeds"] = seeds
@@ -142,7 +136,7 @@ def main() -> None:
     grid = [generate(load_pipeline(r["model"]), prompts, steps=r["steps"], guidance=r["guidance"], seed=0)
             for r in table]
     save_png(make_grid(np.concatenate(grid), nrow=10), RESULTS / "dmd_grid.png")
-    report(a, curves, table, judge)
+    report(a, curves, train_s, table, judge)
 
 
 def export(a, dest: Path) -> None:
@@ -162,7 +156,7 @@ def export(a, dest: Path) -> None:
     print(f"exported {best} -> {dest / 'dmd2'}")
 
 
-def report(a, curves: dict, table: list[dict], judge: dict | None = None) -> None:
+def report(a, curves: dict, train_s: dict, table: list[dict], judge: dict | None = None) -> None:
     """dmd.json; ``table``: the teacher's 25-step row, then the final rows (empty until they are scored)."""
     finals = [r for r in table if "run" in r]
     best = min(finals, key=lambda r: r["fid"]) if finals else None
@@ -177,7 +171,7 @@ def report(a, curves: dict, table: list[dict], judge: dict | None = None) -> Non
         "what": "DMD2 one-step generators of the built-in teacher, Fashion-MNIST class prompts, CPU",
         "command": "python benchmarks/dmd.py",
         "fid_reference": "Fashion-MNIST test split, all 10,000 images; FID protocol of studio.fid (tf-bilinear)",
-        "curves": curves, "rows": table, "judge": judge, "goals": goals, "settings": vars(a),
+        "curves": curves, "train_seconds": train_s, "rows": table, "judge": judge, "goals": goals, "settings": vars(a),
         "median": "FID of the teacher row and of the best final row is the median over the seeds in its fid_runs "
                   "(seed 0, on which the best was picked, among them); the other final rows are seed 0",
         "grid": "benchmarks/results/dmd_grid.png (rows: teacher 25-step, then each final DMD2 row; one column "

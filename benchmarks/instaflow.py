@@ -122,7 +122,7 @@ def copy_pipeline(src: Path, dest: Path) -> None:
     it; copied to a temporary folder first."""
     tmp = dest.with_name(f".{dest.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("train", "stages", "logs", "*.tmp", "bench_*"))
+    shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("train", "stages", "logs", "*.tmp"))
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
 

@@ -588,6 +588,21 @@ def rescore_cda(d: dict) -> str:
             f"test top-1 {top1(d['judge']['test_top1'])} %." + "\n\n" + source("rescore"))
 
 
+# ---------------------------------------------------------------- DMD2
+
+def dmd_curve(d: dict) -> str:
+    """One row per generator-step count, one column per run: FID (KID) at the curve's N; then each run's
+    training seconds."""
+    curves = d["dmd"]["curves"]
+    steps = sorted({p["generator_steps"] for c in curves.values() for p in c})
+    cell = {(run, p["generator_steps"]): f"{fid(p['fid'])} ({p['kid']:.4f})" for run, c in curves.items() for p in c}
+    rows = [[count(g), *(cell.get((run, g), "-") for run in curves)] for g in steps]
+    rows.append(["training, s", *(seconds(d["dmd"]["train_seconds"][run]) for run in curves)])
+    n = {p["n"] for c in curves.values() for p in c}
+    return (table(["generator steps", *(f"`{run}`" for run in curves)], rows)
+            + f"\n\nFID (KID) at N = {plain(sorted(n))}, seed 0. " + source("dmd"))
+
+
 # ---------------------------------------------------------------- registry
 
 TABLES = {
@@ -599,6 +614,7 @@ TABLES = {
     "instaflow.output_sign": (("instaflow",), instaflow_output_sign),
     "instaflow.stage_seconds": (("instaflow",), instaflow_stage_seconds),
     "rescore.instaflow": (("rescore",), rescore_instaflow),
+    "dmd.curve": (("dmd",), dmd_curve),
     "rescore.cda": (("rescore",), rescore_cda),
     "ict.rows": (("ict",), ict_rows),
     "ict.goals": (("ict",), ict_goals),
