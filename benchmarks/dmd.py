@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import RESULTS, train_seconds, write_result
+from _common import RESULTS, train_seconds, write_json, write_result
 from instaflow import TEACHER, copy_pipeline, fid_rows, fid_seeds, record_history, speed, student_dir, teacher_row
 
 from distill.dmd.commands import train_dmd
@@ -56,6 +56,25 @@ def config(a, name: str, spec: dict, gen_steps: int) -> DMDConfig:
                                  warmup_steps=a.warmup, resume="latest", progress=False, tracker="none"))
 
 
+TRAINING = ("segment", "update_ratio", "real_guidance", "lr", "warmup", "batch", "student_pairs", "student_steps")
+
+
+def check_settings(a) -> None:
+    """The runs and curve points under ROOT belong to one set of training settings (runs/bench/dmd/settings.json,
+    written by the first call): a rerun with others is refused, since finished points would be reused
+    unchanged. --gen-steps may grow (the runs extend)."""
+    ROOT.mkdir(parents=True, exist_ok=True)
+    path, mine = ROOT / "settings.json", {k: getattr(a, k) for k in TRAINING}
+    if not path.is_file():
+        write_json(path, mine)
+        return
+    theirs = json.loads(path.read_text())
+    changed = [f"--{k.replace('_', '-')} {theirs.get(k)} -> {v}" for k, v in mine.items() if theirs.get(k) != v]
+    if changed:
+        raise SystemExit(f"{ROOT} was trained with other settings ({'; '.join(changed)}): move it away to start "
+                         "over, or rerun with its settings")
+
+
 def start_point(spec: dict) -> Path:
     """The generator before any update, as a one-step pipeline: a flow init is its own one-step model (one Euler
     step is the generator's map); an epsilon init (the teacher) gets DMD2's one-step DDIM, whose single step
@@ -65,16 +84,17 @@ def start_point(spec: dict) -> Path:
     if is_flow(pipe.scheduler.config):
         return init
     point = ROOT / "curve" / f"{init.name}-g0"
-    if not is_pipeline_dir(point):  # save_pipeline writes model_index.json last: a half-written point is rebuilt
+    if not (point / "studio_model.json").is_file():  # written last: a half-written point is rebuilt
         pipe.scheduler = one_step_ddim(pipe.scheduler.config)
         save_pipeline(pipe, point)
         write_model_info(point, "one-step-student", 1, 1.0, method="dmd2", init=str(init), generator_steps=0)
     return point
 
 
-def train_segments(a, name: str, spec: dict, score: bool = True) -> tuple[list[dict], float]:
-    """Train ``name`` to --gen-steps segment by segment; the curve's rows (step 0 first; scored unless ``score``
-    is false) and the training seconds (the trainer's own count, summed over resumed segments)."""
+def train_segments(a, name: str, spec: dict, score: bool = True) -> tuple[list[dict], float, dict | None]:
+    """Train ``name`` to --gen-steps segment by segment; the curve's rows (step 0 first), the training seconds
+    (the trainer's own count, summed over resumed segments) and the judge's protocol; without ``score`` only
+    the training."""
     curve = [{"name": f"{name} before training", "model": str(start_point(spec)), "steps": 1, "guidance": 1.0,
               "n": a.n_curve, "generator_steps": 0}] if score else []
     for g in range(a.segment, a.gen_steps + 1, a.segment):
@@ -85,9 +105,10 @@ def train_segments(a, name: str, spec: dict, score: bool = True) -> tuple[list[d
             copy_pipeline(ROOT / name, point)
         curve.append({"name": f"{name} after {g} generator steps", "model": str(point), "steps": 1, "guidance": 1.0,
                       "n": a.n_curve, "generator_steps": g})
-    if score:
-        fid_rows(curve)
-    return curve, train_seconds(ROOT / name / "train")
+    if not score:
+        return curve, 0.0, None
+    judge = fid_rows(curve)
+    return curve, train_seconds(ROOT / name / "train"), judge
 
 
 def main() -> None:
@@ -108,9 +129,9 @@ def main() -> None:
     p.add_argument("--export", default="", help="train only the best run of the committed dmd.json and copy its "
                                                 "pipeline into this folder as dmd2 (`make models`); no scoring")
     a = p.parse_args()
-    if a.gen_steps % a.segment:
-        raise SystemExit("--gen-steps must be a multiple of --segment")
-    ROOT.mkdir(parents=True, exist_ok=True)
+    if a.segment <= 0 or a.gen_steps <= 0 or a.gen_steps % a.segment:
+        raise SystemExit("--gen-steps and --segment must be positive, --gen-steps a multiple of --segment")
+    check_settings(a)
     if a.export:
         return export(a, Path(a.export))
     seeds = fid_seeds(a.fid_seeds)
@@ -119,14 +140,14 @@ def main() -> None:
     for name, spec in runs(a).items():
         if not is_pipeline_dir(spec["init"]):
             raise SystemExit(f"{spec['init']} is missing: run python benchmarks/instaflow.py first")
-        curves[name], seconds = train_segments(a, name, spec)
+        curves[name], seconds, judge = train_segments(a, name, spec)
         train_s[name] = seconds
         last = curves[name][-1]
         finals.append({"name": f"DMD2 from the {name.replace('-gan', '')}" + (" with GAN" if spec["gan"] else ""),
                        "run": name, "model": last["model"], "steps": 1, "guidance": 1.0, "n": a.n_main,
                        "generator_steps": a.gen_steps, "train_s": seconds})
-        report(a, curves, train_s, [])
-    judge = fid_rows(finals)  # seed 0 for each run; the best of them is the goal row: median over --fid-seeds
+        report(a, curves, train_s, [], judge)
+    judge = fid_rows(finals) or judge  # seed 0 for each run; the best of them is the goal row: median over --fid-seeds
     best = min(finals, key=lambda r: r["fid"])
     best["seeds"] = seeds
     fid_rows([best, teacher25])  # the teacher's seeds are instaflow.py's goal row (cached files shared)

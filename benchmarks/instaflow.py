@@ -31,14 +31,14 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from _common import RESULTS, write_result
+from _common import RESULTS, write_json, write_result
 
 from distill.reflow.config import DistillConfig, PairsConfig, ReflowTrainConfig
 from distill.reflow.pairs import generate_pairs
 from distill.reflow.straightness import measure
 from distill.reflow.commands import train_reflow, train_student
 from studio.models.backbone import is_pipeline_dir, load_pipeline
-from studio.models.model_info import sampling_settings
+from studio.models.model_info import read_model_info, sampling_settings
 from studio.data import FASHION_MNIST_CLASSES, class_prompts
 from studio.fid.run import FIDConfig, FIDOptions, compute_fid
 from studio.images import make_grid, save_png
@@ -161,8 +161,7 @@ def record_history(dest: Path, result: str, names: dict[str, str]) -> int:
         if name is None or "fid" not in row or row.get("unet_id") != unet_id(dest / name):
             continue
         seeds = f"; median of seeds {', '.join(f'{f:.2f}' for f in row['fid_runs'])}" if "fid_runs" in row else ""
-        record = {"time": saved["machine"]["date"][:10], "model": name,
-                  "kind": json.loads((dest / name / "studio_model.json").read_text())["kind"],
+        record = {"time": saved["machine"]["date"][:10], "model": name, "kind": read_model_info(dest / name)["kind"],
                   "steps": row["steps"], "guidance": row["guidance"], "reference": "fashion-mnist:test (all 10,000)",
                   "n": row["n"], "fid": round(row["fid"], 4), "judge_top1": top1, "seconds": None,
                   "note": f"benchmarks/{result}.py, {row['name']}{seeds}",
@@ -210,22 +209,28 @@ def sweep_rows(a) -> list[dict]:
 def fid_rows(table: list[dict]) -> dict | None:
     """FID of each row against the whole test split, from one pass that also gives KID, precision and recall
     (k = 3, equal N per side) and, where the app's class judge (JUDGE) is present, class agreement; each figure
-    is the median over the row's seeds. Returns the judge's protocol (None without one)."""
+    is the median over the row's seeds. Returns the judge's protocol (None without one). A cached result
+    carries the ``unet_id`` of the weights it scored; one of other weights is set aside and scored again."""
     judge, protocol = JUDGE if (JUDGE / "classifier.json").is_file() else None, None
     for row in table:
-        runs = []
+        runs, ident = [], unet_id(row["model"])
         for seed in row.get("seeds", [0]):
             suffix = f"_s{seed}" if seed else ""
             name = f"{Path(row['model']).name}_{row['steps']}step_g{row['guidance']:g}_n{row['n']}{suffix}.json"
             out = ROOT / "fid" / name
+            if out.is_file() and json.loads(out.read_text()).get("unet_id") != ident:
+                stale = out.with_name(f"{out.stem}.stale-{time.strftime('%Y%m%d-%H%M%S')}.json")
+                out.rename(stale)
+                print(f"{out} scored other weights (or is unstamped): kept as {stale.name}, scoring again")
             if not out.is_file():
                 compute_fid(FIDConfig(real="fashion-mnist:test", fake=row["model"], out=str(out),
                                       opts=FIDOptions(num=row["n"], num_real=0, steps=row["steps"],
                                                       guidance=row["guidance"], seed=seed,
                                                       metrics="fid,kid,pr" + (",agreement" if judge else ""),
                                                       classifier=str(judge or ""))))
+                write_json(out, {**json.loads(out.read_text()), "unet_id": ident})  # the weights it scored
             runs.append(json.loads(out.read_text()))
-        row["unet_id"] = unet_id(row["model"])
+        row["unet_id"] = ident
         row["fid"] = statistics.median(r["fid"] for r in runs)
         if len(runs) > 1:
             row["fid_runs"] = [r["fid"] for r in runs]
