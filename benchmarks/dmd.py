@@ -134,8 +134,6 @@ def main() -> None:
     check_settings(a)
     if a.export:
         return export(a, Path(a.export))
-    seeds = fid_seeds(a.fid_seeds)
-    teacher25 = teacher_row(sampling_settings(TEACHER)[1], a.n_main, seeds)
     curves, train_s, finals = {}, {}, []
     for name, spec in runs(a).items():
         if not is_pipeline_dir(spec["init"]):
@@ -147,7 +145,9 @@ def main() -> None:
                        "run": name, "model": last["model"], "steps": 1, "guidance": 1.0, "n": a.n_main,
                        "generator_steps": a.gen_steps, "train_s": seconds})
         report(a, curves, train_s, [], judge)
-    judge = fid_rows(finals) or judge  # seed 0 for each run; the best of them is the goal row: median over --fid-seeds
+    judge = fid_rows(finals) or judge  # seed 0 for each run; the best is a goal row: median over --fid-seeds
+    seeds = fid_seeds(a.fid_seeds)
+    teacher25 = teacher_row(sampling_settings(TEACHER)[1], a.n_main, seeds)
     best = min(finals, key=lambda r: r["fid"])
     best["seeds"] = seeds
     fid_rows([best, teacher25])  # the teacher's seeds are instaflow.py's goal row (cached files shared)
