@@ -80,11 +80,11 @@ def start_point(spec: dict) -> Path:
     step is the generator's map); an epsilon init (the teacher) gets DMD2's one-step DDIM, whose single step
     returns the x0 estimate at timestep 999, as the exported generator does."""
     init = Path(spec["init"])
-    pipe = load_pipeline(init)
-    if is_flow(pipe.scheduler.config):
+    if is_flow(json.loads((init / "scheduler" / "scheduler_config.json").read_text())):
         return init
     point = ROOT / "curve" / f"{init.name}-g0"
     if not (point / "studio_model.json").is_file():  # written last: a half-written point is rebuilt
+        pipe = load_pipeline(init)
         pipe.scheduler = one_step_ddim(pipe.scheduler.config)
         save_pipeline(pipe, point)
         write_model_info(point, "one-step-student", 1, 1.0, method="dmd2", init=str(init), generator_steps=0)
