@@ -466,7 +466,7 @@ def teacher_budget(d: dict) -> str:
 # ---------------------------------------------------------------- README
 
 def readme_status(d: dict) -> str:
-    ins, ict, cda, t = d["instaflow"], d["ict"], d["cda"], d["trainer_overhead"]
+    ins, ict, cda, t, dmd = d["instaflow"], d["ict"], d["cda"], d["trainer_overhead"], d["dmd"]
     teacher = _seeded(ins["rows"], "teacher")
     rf_goal, rf_ok = goal_flag(ins["goals"], r"within_(\d+(?:\.\d+)?)x")
     ict_goal, ict_ok = goal_flag(ict["goals"], r"^1step_within_(\d+(?:\.\d+)?)x$")
@@ -479,6 +479,8 @@ def readme_status(d: dict) -> str:
          "[teacher](docs/teacher.md)"],
         ["`distill/reflow/` InstaFlow", f"1-step student FID / 25-step teacher FID: **{ratio(ins['goals']['student_vs_teacher_fid'])}** "
                                        f"(goal {rf_goal}, {met(rf_ok)})", "[reflow](docs/reflow.md)"],
+        ["`distill/dmd/` DMD2", f"best 1-step FID / 25-step teacher FID: **{ratio(dmd['goals']['best_fid_vs_teacher_25step'])}** "
+                                f"(goal 1.0, {met(dmd['goals']['teacher_parity'])})", "[dmd](docs/dmd.md)"],
         ["`consistency/` iCT", f"1-step FID / same-budget DDPM FID: **{ratio(ict['goals']['ict_1step_vs_diffusion'])}** "
                                f"(goal {ict_goal}, {met(ict_ok)} on a CPU budget)", "[ict](docs/ict.md)"],
         ["`distill/cda/` CDA", f"top-1 at IPC 10 after {count(cda['settings']['iterations'])} recovery iterations: "
@@ -490,7 +492,7 @@ def readme_status(d: dict) -> str:
                              f"faster than the 25-step teacher", "[app](docs/app.md)"],
     ]
     return table(["part", "headline figure", "page"], rows) + "\n\n" + \
-        source("trainer_overhead", "instaflow", "ict", "cda", "fid")
+        source("trainer_overhead", "instaflow", "dmd", "ict", "cda", "fid")
 
 
 def sd_levers(d: dict) -> str:
@@ -603,10 +605,36 @@ def dmd_curve(d: dict) -> str:
             + f"\n\nFID (KID) at N = {plain(sorted(n))}, seed 0. " + source("dmd"))
 
 
+def dmd_rows(d: dict) -> str:
+    """The teacher's 25-step goal row, then each DMD2 run's final 1-step row at N = --n-main."""
+    rows = []
+    for r in d["dmd"]["rows"]:
+        runs = ", ".join(fid(v) for v in r.get("fid_runs", [])) or "-"
+        rows.append([r["name"], r["steps"], count(r["n"]), fid(r["fid"]), _kid(r),
+                     f"{r['precision']:.3f} / {r['recall']:.3f}" if "precision" in r else "-", _agreement(r),
+                     ms(r["ms_per_image"]), seconds(r["train_s"]) if "train_s" in r else "-", runs])
+    return (table(["model", "steps", "N", "FID", "KID", "precision / recall", "class agreement, %", "ms/image",
+                   "training, s", "FID of each seed run"], rows)
+            + "\n\nFID of the rows with seed runs: their median; the other rows: seed 0. " + source("dmd"))
+
+
+def dmd_goals(d: dict) -> str:
+    """Teacher parity: the best DMD2 student's median 1-step FID over the teacher's median 25-step FID."""
+    d = d["dmd"]
+    g, teacher = d["goals"], d["rows"][0]
+    best = next(r for r in d["rows"] if r["name"] == g["best"])
+    per_seed = ", ".join(ratio(s / t) for s, t in zip(best["fid_runs"], teacher["fid_runs"]))
+    rows = [[f"best DMD2 student ({best['name']}) 1-step FID / teacher 25-step FID (medians over seed runs)",
+             ratio(g["best_fid_vs_teacher_25step"]), f"at most 1.000: {met(g['teacher_parity'])}"],
+            ["the same ratio, seed by seed", per_seed, ""],
+            ["its speed-up over the 25-step teacher with CFG (ms/image)", speedup(g["speedup_vs_teacher_25step"]), ""]]
+    return table(["figure", "value", "goal"], rows) + "\n\n" + source("dmd")
+
+
 # ---------------------------------------------------------------- registry
 
 TABLES = {
-    "readme.status": (("trainer_overhead", "instaflow", "ict", "cda", "fid"), readme_status),
+    "readme.status": (("trainer_overhead", "instaflow", "dmd", "ict", "cda", "fid"), readme_status),
     "instaflow.rows": (("instaflow",), instaflow_rows),
     "instaflow.guidance": (("instaflow",), instaflow_guidance),
     "instaflow.goals": (("instaflow",), instaflow_goals),
@@ -615,6 +643,8 @@ TABLES = {
     "instaflow.stage_seconds": (("instaflow",), instaflow_stage_seconds),
     "rescore.instaflow": (("rescore",), rescore_instaflow),
     "dmd.curve": (("dmd",), dmd_curve),
+    "dmd.rows": (("dmd",), dmd_rows),
+    "dmd.goals": (("dmd",), dmd_goals),
     "rescore.cda": (("rescore",), rescore_cda),
     "ict.rows": (("ict",), ict_rows),
     "ict.goals": (("ict",), ict_goals),
