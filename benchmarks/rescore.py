@@ -1,6 +1,6 @@
-"""Every metric of ``studio fid`` for the saved models of the InstaFlow and CDA benchmarks (no retraining).
+"""Every metric of ``studio fid`` for the saved image sets of the CDA benchmark (no retraining).
 
-    python benchmarks/rescore.py   # -> benchmarks/results/rescore.json (about 75 min on 2 CPU cores)
+    python benchmarks/rescore.py   # -> benchmarks/results/rescore.json
 
 Metrics (one pass over each side's images): FID, KID (100 subsets of min(1000, N)) with its std,
 precision/recall (k = 3, equal numbers per side), per-class FID, and class agreement judged by
@@ -8,21 +8,14 @@ precision/recall (k = 3, equal numbers per side), per-class FID, and class agree
 Fashion-MNIST classifier the app ships, trained on the training split at the samples' 32x32), with
 the judge's test top-1 and hash in every row. The reference is all 10,000 test images.
 
-- InstaFlow: the models of benchmarks/results/instaflow.json as the app ships them (ui/models:
-  ``teacher``, ``2-rectified-flow``, ``student``, exported by benchmarks/instaflow.py), each row at
-  its steps, guidance and N with noise seed 0, its first seed. The row's FID must equal the
-  benchmark's seed-0 FID (the same model and protocol; features are kept as float32 here, so to
-  about 1e-3): the script checks it and records both.
 - CDA: the image sets of benchmarks/results/cda_assets.tar.gz (CDA and SRe2L at IPC 50, and their
   IPC-10 prefixes, as the CDA benchmark evaluates them; CDA from the student's images at IPC 10) and
   the random real subsets of the CDA benchmark (``random_subset``, seed 0), all 28x28 as recovered;
   KID is the figure to read at these N (100 and 500), FID is biased there.
-- iCT is not rescored: its models were never kept (runs/bench/ict is not committed), and its
-  models are unconditional, so class agreement does not apply. Its benchmark still computes FID
-  alone; the consistency-model issue that retrains it adds KID.
+- InstaFlow and DMD2: their benchmarks (benchmarks/instaflow.py, benchmarks/dmd.py) compute every one of
+  these metrics in the pass that gives their FID, so they are not rescored here.
 
 Resumable: each row's full result JSON is kept in runs/bench/rescore/<row>.json; rerun to continue.
-``--history`` also writes the InstaFlow rows into the app's FID history (ui/models/fid_history.json).
 """
 
 from __future__ import annotations
@@ -40,20 +33,11 @@ from distill.cda.commands import labelled, random_subset
 from studio.data.imagefolder import folder_name
 from studio.fid.run import FIDConfig, FIDOptions, compute_fid
 from studio.images import make_grid, save_png
-from studio.models.model_info import read_model_info
 
 ROOT = Path("runs/bench/rescore")
 MODELS = Path("ui/models")
-SHIPPED = {"runs/bench/teacher": "teacher", "runs/bench/instaflow/2rf": "2-rectified-flow"}
 METRICS = "fid,kid,pr,per-class,agreement"
 REFERENCE = "fashion-mnist:test"
-
-
-def shipped(model: str) -> Path:
-    name = SHIPPED.get(model, "student" if "student" in model else None)
-    if name is None:
-        raise SystemExit(f"no shipped model for {model}")
-    return MODELS / name
 
 
 def score(name: str, fake: str, judge: Path, **opts) -> dict:
@@ -74,22 +58,6 @@ def summary(r: dict) -> dict:
             "agreement": a["agreement"], "agreement_per_class": a["per_class"],
             "per_class_fid_mean": r["per_class_fid"]["mean"], "n_real": r["n_real"], "n_fake": r["n_fake"],
             "seconds": r["seconds"], "judge": a["judge"]}
-
-
-def instaflow_rows(judge: Path) -> list[dict]:
-    rows = []
-    for row in json.loads((RESULTS / "instaflow.json").read_text())["rows"]:
-        model = shipped(row["model"])
-        name = f"instaflow-{model.name}-{row['steps']}step-g{row['guidance']:g}-n{row['n']}"
-        r = score(name, str(model), judge, num=row["n"], steps=row["steps"], guidance=row["guidance"], seed=0)
-        bench = row.get("fid_runs", [row["fid"]])[0]
-        if abs(r["fid"] - bench) > 1e-3 * bench:
-            raise SystemExit(f"{name}: FID {r['fid']:.4f} differs from the benchmark's seed-0 FID {bench:.4f}; "
-                             f"{model} is not the model benchmarks/instaflow.py scored")
-        rows.append({"name": row["name"], "model": str(model), "steps": row["steps"], "guidance": row["guidance"],
-                     "n": row["n"], "seed": 0, "benchmark_fid_seed0": bench, **summary(r)})
-        print(f"{row['name']}: {rows[-1]}")
-    return rows
 
 
 def cda_sets() -> dict[str, Path]:
@@ -133,38 +101,22 @@ def cda_rows(judge: Path) -> list[dict]:
     return rows
 
 
-def history(rows: list[dict], judge: dict) -> None:
-    from ui.history import append_record
-
-    for r in rows:
-        append_record(MODELS, {"time": "2026-12-02", "model": Path(r["model"]).name, "kind": read_model_info(r["model"])["kind"],
-                               "steps": r["steps"], "guidance": r["guidance"], "reference": f"{REFERENCE} (all)",
-                               "n": r["n"], "fid": round(r["fid"], 4), "kid": round(r["kid"], 6),
-                               "kid_std": round(r["kid_std"], 6), "precision": round(r["precision"], 4),
-                               "recall": round(r["recall"], 4), "agreement": round(r["agreement"], 2),
-                               "judge_top1": judge["test_top1"], "seconds": r["seconds"],
-                               "note": "benchmarks/rescore.py (seed 0)"})
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--judge", default=str(MODELS / "classifier"), help="classifier directory (studio cda squeeze)")
-    ap.add_argument("--history", action="store_true", help="also append the InstaFlow rows to the app's history")
     a = ap.parse_args()
     judge = Path(a.judge)
     if not (judge / "classifier.json").is_file():
         raise SystemExit(f"{judge} holds no classifier; train it with `studio cda squeeze --resolution 32 "
                          f"--width 16 --steps 2000 --out {judge}` (see the Makefile's models target)")
-    ins, cda = instaflow_rows(judge), cda_rows(judge)
-    meta = ins[0]["judge"]
+    cda = cda_rows(judge)
+    meta = cda[0]["judge"]
     write_result("rescore", {
-        "what": "every studio fid metric of the saved InstaFlow models and CDA image sets, against all 10,000 "
-                "Fashion-MNIST test images", "command": "python benchmarks/rescore.py",
+        "what": "every studio fid metric of the saved CDA image sets, against all 10,000 Fashion-MNIST test "
+                "images", "command": "python benchmarks/rescore.py",
         "judge": meta, "metrics": METRICS, "kid": "100 subsets of min(1000, N)", "pr": "k = 3, equal N per side",
-        "instaflow": ins, "cda": cda,
-        "left_out": "iCT: its models are not kept (runs/bench/ict is not committed) and are unconditional"})
-    if a.history:
-        history(ins, meta)
+        "cda": cda,
+        "left_out": "InstaFlow and DMD2: their benchmarks compute these metrics themselves; iCT: unconditional"})
 
 
 if __name__ == "__main__":

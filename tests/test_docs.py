@@ -54,8 +54,7 @@ def _copy(tmp_path: Path) -> tuple[Path, Path]:
     docs.mkdir()
     results.mkdir()
     shutil.copy(DOCS / "reflow.md", docs / "reflow.md")
-    for stem in ("instaflow", "rescore"):
-        shutil.copy(RESULTS / f"{stem}.json", results / f"{stem}.json")
+    shutil.copy(RESULTS / "instaflow.json", results / "instaflow.json")
     return docs, results
 
 
