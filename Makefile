@@ -29,12 +29,14 @@ browser:
 test: data browser
 	$(PY) -m pytest -q
 
-# Rebuild the app's shipped models (ui/models) with the repository's own recipe (about 4 hours on 2 CPU cores):
-# the class-agreement judge (a Fashion-MNIST classifier at 32x32, about 10 min), then the teacher (unpacked from
-# benchmarks/results/teacher_assets.tar.gz, the default recipe of benchmarks/teacher_quality.py; without it,
-# trained with `studio teacher train`'s defaults, about 81 min more), its 2-RF and student,
-# then the class-conditional consistency model: iCT with every fix of benchmarks/ict_fixes.py, its 3,000-step
-# budget and class labels (100 min measured here): the best 1-step FID at N = 5,000 on that budget (docs/ict.md).
+# Rebuild the app's shipped models (ui/models) with the repository's own recipe (about 3.5 hours on 2 CPU cores;
+# every step resumes): the class-agreement judge (a Fashion-MNIST classifier at 32x32, about 10 min), then the
+# teacher (unpacked from benchmarks/results/teacher_assets.tar.gz, the default recipe of
+# benchmarks/teacher_quality.py; without it, trained with `studio teacher train`'s defaults, about 81 min more),
+# its 2-RF and InstaFlow student (about 88 min: pairs, 2-RF, pairs, student), the best DMD2 student of
+# benchmarks/results/dmd.json (about 14 min), then the class-conditional consistency model: iCT with every fix of
+# benchmarks/ict_fixes.py, its 3,000-step budget and class labels (100 min measured here): the best 1-step FID at
+# N = 5,000 on that budget (docs/ict.md).
 JUDGE := runs/models/classifier
 ICT := runs/models/ict
 models: data
@@ -43,6 +45,7 @@ models: data
 	mkdir -p ui/models/classifier
 	cp $(JUDGE)/classifier.safetensors $(JUDGE)/classifier.json $(JUDGE)/config.json ui/models/classifier/
 	$(PY) benchmarks/instaflow.py --stages-only --export ui/models
+	$(PY) benchmarks/dmd.py --export ui/models
 	test -f $(ICT)/studio_model.json || $(PY) -m studio ict train --conditional --noise-scale 0.25 --sigma-data 0 \
 		--dropout 0.3 --flip --steps 3000 --lr 2e-4 --max-grad-norm 1.0 --checkpoint-every 250 --resume latest \
 		--no-progress --out $(ICT)
