@@ -139,14 +139,6 @@ def instaflow_rows(d: dict) -> str:
         + "\n\n" + source("instaflow")
 
 
-def _kid(r: dict) -> str:
-    return f"{r['kid']:.4f}" if "kid" in r else "-"
-
-
-def _agreement(r: dict) -> str:
-    return top1(r["agreement"]) if "agreement" in r else "-"
-
-
 def instaflow_guidance(d: dict) -> str:
     rows = [[r["name"], r["steps"], f"{r['guidance']:.1f}", count(r["n"]), fid(r["fid"])]
             for r in d["instaflow"]["guidance_sweep"]]
@@ -610,14 +602,10 @@ def dmd_curve(d: dict) -> str:
 
 def dmd_rows(d: dict) -> str:
     """The teacher's 25-step goal row, then each DMD2 run's final 1-step row at N = --n-main."""
-    rows = []
-    for r in d["dmd"]["rows"]:
-        runs = ", ".join(fid(v) for v in r.get("fid_runs", [])) or "-"
-        rows.append([r["name"], r["steps"], count(r["n"]), fid(r["fid"]), _kid(r),
-                     f"{r['precision']:.3f} / {r['recall']:.3f}" if "precision" in r else "-", _agreement(r),
-                     ms(r["ms_per_image"]), seconds(r["train_s"]) if "train_s" in r else "-", runs])
-    return (table(["model", "steps", "N", "FID", "KID", "precision / recall", "class agreement, %", "ms/image",
-                   "training, s", "FID of each seed run"], rows)
+    rows = [[r["name"], r["steps"], count(r["n"]), *_metric_cells(r), ms(r["ms_per_image"]),
+             seconds(r["train_s"]) if "train_s" in r else "-", ", ".join(fid(v) for v in r.get("fid_runs", [])) or "-"]
+            for r in d["dmd"]["rows"]]
+    return (table(["model", "steps", "N", *METRIC_HEADER, "ms/image", "training, s", "FID of each seed run"], rows)
             + "\n\nFID of the rows with seed runs: their median; the other rows: seed 0. " + source("dmd"))
 
 
